@@ -1,0 +1,180 @@
+"""sociomap.taxonomy: socio-functions, socio-classes and their OSM tag rules, from ``taxonomy.toml``.
+
+One table serves ``--classes`` (turning what a user types into model queries) and the OSM baseline
+(which OSM objects count as which class), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+from sociomap.errors import QueryError
+
+QueryKind = Literal["function", "class", "name"]
+
+
+@dataclass(frozen=True, slots=True)
+class TagRule:
+    """All of ``tags`` must match (AND); a class matches when any of its rules does (OR)."""
+
+    tags: tuple[tuple[str, str], ...]
+
+    def matches(self, tags: Mapping[str, str]) -> bool:
+        """True when every key=value of the rule is in ``tags`` (value ``*`` matches any value)."""
+        return all(k in tags and (v == "*" or tags[k] == v) for k, v in self.tags)
+
+    @classmethod
+    def parse(cls, text: str) -> TagRule:
+        """Parse ``"leisure=garden&garden:type=botanical"``."""
+        pairs = []
+        for part in text.split("&"):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ValueError(f"bad OSM tag rule {text!r}: expected key=value[&key=value]")
+            pairs.append((key.strip(), value.strip()))
+        return cls(tuple(pairs))
+
+
+@dataclass(frozen=True, slots=True)
+class SocioFunction:
+    """One of the 10 SocioSeg socio-functions; ``slug`` names its output layer."""
+
+    name: str
+    aliases: tuple[str, ...]
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class SocioClass:
+    """A socio-class: the query text the model sees, its socio-function, and its OSM tag rules."""
+
+    name: str
+    function: str
+    aliases: tuple[str, ...]
+    osm: tuple[TagRule, ...]
+
+    def matches(self, tags: Mapping[str, str]) -> bool:
+        """True when the OSM tags satisfy any of this class's rules."""
+        return any(rule.matches(tags) for rule in self.osm)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What one ``--classes`` entry became: the text sent to the model and the layer it lands in.
+
+    ``function`` is None for a free-text place name without an ``=function`` suffix; such a query
+    gets its own layer named after the text.
+    """
+
+    text: str
+    kind: QueryKind
+    function: str | None
+    classes: tuple[str, ...] = ()
+
+    @property
+    def layer(self) -> str:
+        """Output layer (and GeoPackage file stem) for this query."""
+        return slugify(self.function or self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Taxonomy:
+    """The loaded table."""
+
+    functions: tuple[SocioFunction, ...]
+    classes: tuple[SocioClass, ...]
+
+    def function(self, name: str) -> SocioFunction:
+        """Look a socio-function up by its exact name."""
+        for f in self.functions:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def classes_of(self, function: str) -> tuple[SocioClass, ...]:
+        """All socio-classes of one socio-function."""
+        return tuple(c for c in self.classes if c.function == function)
+
+    def classify(self, tags: Mapping[str, str]) -> SocioClass | None:
+        """The first socio-class (table order) whose OSM rules match these tags."""
+        return next((c for c in self.classes if c.matches(tags)), None)
+
+
+def slugify(text: str) -> str:
+    """Lower-case ASCII-safe layer name: ``"Park and greenspace"`` -> ``"park_and_greenspace"``."""
+    slug = re.sub(r"[^\w]+", "_", text.strip().lower(), flags=re.UNICODE).strip("_")
+    return slug or "query"
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+
+
+@functools.lru_cache(maxsize=1)
+def load_taxonomy() -> Taxonomy:
+    """Read the bundled ``taxonomy.toml`` once."""
+    data = tomllib.loads(resources.files("sociomap").joinpath("taxonomy.toml").read_text("utf-8"))
+    functions = tuple(SocioFunction(f["name"], tuple(f.get("aliases", ()))) for f in data["function"])
+    names = {f.name for f in functions}
+    classes = []
+    for c in data["class"]:
+        if c["function"] not in names:
+            raise ValueError(f"taxonomy.toml: class {c['name']!r} has unknown function {c['function']!r}")
+        rules = tuple(TagRule.parse(r) for r in c.get("osm", ()))
+        classes.append(SocioClass(c["name"], c["function"], tuple(c.get("aliases", ())), rules))
+    return Taxonomy(functions, tuple(classes))
+
+
+def _lookup(text: str, taxonomy: Taxonomy) -> Query | None:
+    key = _norm(text)
+    for f in taxonomy.functions:
+        if key in {_norm(f.name), *map(_norm, f.aliases)}:
+            return Query(f.name, "function", f.name, tuple(c.name for c in taxonomy.classes_of(f.name)))
+    for c in taxonomy.classes:
+        if key in {_norm(c.name), *map(_norm, c.aliases)}:
+            # The alias the user typed is kept only when it is the class itself; otherwise the model
+            # gets the SocioSeg class name it was trained on ("university" -> "College").
+            return Query(c.name, "class", c.function, (c.name,))
+    return None
+
+
+def resolve_query(spec: str, taxonomy: Taxonomy | None = None) -> Query:
+    """Turn one ``--classes`` entry into a Query.
+
+    Accepted: a socio-function ("Educational", "medical"), a class word ("park", "university"),
+    free text (a place name, "Kaivopuisto"), or free text with an explicit function
+    ("Kaivopuisto=park and greenspace", "Oodi=sport").
+    """
+    taxonomy = taxonomy or load_taxonomy()
+    text = spec.strip()
+    if not text:
+        raise QueryError("--classes: empty entry; give e.g. --classes park,school")
+    name, sep, func = text.partition("=")
+    if sep:
+        target = _lookup(func, taxonomy)
+        if target is None or target.function is None:
+            known = ", ".join(f.name for f in taxonomy.functions)
+            raise QueryError(f"--classes: {func.strip()!r} in {text!r} is no socio-function; use one of: {known}")
+        return Query(name.strip(), "name", target.function)
+    return _lookup(text, taxonomy) or Query(text, "name", None)
+
+
+def resolve_queries(specs: Iterable[str], taxonomy: Taxonomy | None = None) -> list[Query]:
+    """Resolve several entries, dropping exact duplicates but keeping order."""
+    out: list[Query] = []
+    for spec in specs:
+        q = resolve_query(spec, taxonomy)
+        if q not in out:
+            out.append(q)
+    if not out:
+        raise QueryError("--classes: no classes given; e.g. --classes park,school")
+    return out
