@@ -7,6 +7,7 @@ a mosaic far larger than memory is never loaded whole.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,12 +91,18 @@ class Mosaic:
     def reader(self):  # noqa: ANN201 - rio_tiler Reader, imported lazily
         """The open rio-tiler Reader (one per process)."""
         if self._reader is None:
+            from rio_tiler.errors import NoOverviewWarning
             from rio_tiler.io import Reader
 
-            try:
-                self._reader = Reader(str(self.path))
-            except Exception as exc:  # rio-tiler wraps GDAL errors in several types
-                raise _open_error(self.path, exc) from exc
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", NoOverviewWarning)
+                try:
+                    self._reader = Reader(str(self.path))
+                except Exception as exc:  # rio-tiler wraps GDAL errors in several types
+                    raise _open_error(self.path, exc) from exc
+            if any(issubclass(w.category, NoOverviewWarning) for w in caught):
+                logger.info("%s has no overviews: fine at full resolution; add them (gdaladdo) for low zooms",
+                            self.path)
         return self._reader
 
     def close(self) -> None:

@@ -1,0 +1,77 @@
+"""sociomap.cli.progress: rich progress bar and end-of-run report for `sociomap run`."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+from sociomap.taxonomy import Query
+
+console = Console(stderr=True)
+
+
+class RichReporter:
+    """Tiles done/total, rate, ETA and cache hits while a run goes; a context manager."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>9}"), TextColumn("ETA"), TimeRemainingColumn(),
+            TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+            console=console, disable=not enabled, transient=False,
+        )
+        self._task = None
+        self._stats = {"computed": 0, "reused": 0, "empty": 0, "failed": 0}
+
+    def __enter__(self) -> RichReporter:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def start(self, total_tiles: int, queries: list[Query]) -> None:
+        self._task = self._progress.add_task(f"tiles x {len(queries)} queries", total=total_tiles,
+                                             rate="", info="")
+
+    def advance(self, tiles: int, result: object | None) -> None:
+        if result is None:
+            self._stats["failed"] += tiles
+        else:
+            self._stats["computed"] += result.computed
+            self._stats["reused"] += result.reused
+            self._stats["empty"] += result.empty
+        task = self._progress.tasks[0]
+        speed = task.speed or 0.0
+        self._progress.update(self._task, advance=tiles, rate=f"{speed:.2f} t/s" if speed else "",
+                              info="computed {computed} reused {reused} empty {empty} failed {failed}"
+                              .format(**self._stats))
+
+    def stage(self, name: str) -> None:
+        self._progress.update(self._task, description=name)
+
+
+def query_table(queries: list[Query]) -> Table:
+    """The --classes -> socio-function mapping, shown before a run starts."""
+    table = Table(title="queries", title_justify="left")
+    for col in ("you asked", "model query", "kind", "socio-function", "layer"):
+        table.add_column(col)
+    for spec, q in queries:
+        table.add_row(spec, q.text, q.kind, q.function or "(none: own layer)", q.layer)
+    return table
+
+
+def summary_table(summary: object) -> Table:
+    """Counts, per-stage seconds and layers at the end of a run."""
+    table = Table(title=f"run {summary.run_id}", title_justify="left", show_header=False)
+    table.add_row("tiles", f"{summary.tiles_total} candidate, {summary.tiles_read} with data, "
+                           f"{summary.tiles_empty} empty/outside skipped, {len(summary.failed_tiles)} failed")
+    table.add_row("results", f"{summary.results_computed} computed, {summary.results_reused} reused from cache")
+    table.add_row("seconds", ", ".join(f"{k} {v:.2f}" for k, v in sorted(summary.seconds.items())))
+    for name, n in summary.layers.items():
+        table.add_row(f"layer {name}", f"{n} features")
+    table.add_row("features crossing a tile seam", str(summary.seam_features))
+    table.add_row("executor", summary.executor)
+    return table

@@ -1,0 +1,117 @@
+"""``$ sociomap run``: a mosaic (+ map or OSM) -> one GeoPackage per socio-function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sociomap.cli import options
+
+REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature", "top_p", "top_k",
+                   "max_new_tokens", "greedy", "seed", "batch_size", "offline")
+
+
+@click.command(short_help="Segment a city mosaic into socio-function layers.")
+@options.config_opt
+@click.argument("image", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@options.classes_opt
+@options.out_opt
+@click.option("--map", "map_path", type=click.Path(path_type=Path),
+              help="Map for every tile: a georeferenced map raster (any CRS).")
+@click.option("--osm", type=click.Path(dir_okay=False, path_type=Path),
+              help="OpenStreetMap file (.osm.pbf/.osm/.osm.bz2): maps are rendered from it.")
+@click.option("--map-language", help="Prefer OSM name:xx labels in this language (e.g. en, fi, zh).")
+@click.option("--reasoner", "reasoner_kind", type=click.Choice(["socioreasoner", "osm"]), default="socioreasoner",
+              show_default=True, help="socioreasoner: the model; osm: masks from OSM tags (no model, a baseline).")
+# Tiling.
+@click.option("--zoom", "-z", type=click.IntRange(1, 22), default=16, show_default=True, help="XYZ zoom.")
+@click.option("--tile-size", type=click.IntRange(64, 4096), default=768, show_default=True,
+              help="Tile size in px (768 = SocioReasoner's training size).")
+@click.option("--bands", type=options.NumberTuple(int), help="1-based mosaic bands to use as R,G,B.")
+@click.option("--rescale", type=options.NumberTuple(float, 2), help="MIN,MAX stretch for non-8-bit mosaics.")
+# Model.
+@click.option("--model", default="vvangfaye/SocioReasoner-3B", show_default=True,
+              help="SocioReasoner weights: HF hub id or local folder.")
+@click.option("--revision", help="Hub revision (tag, branch or commit) to pin.")
+@click.option("--sam", default="facebook/sam2-hiera-large-hf", show_default=True,
+              help="SAM weights: HF hub id or folder (SAM 2 / SAM), or a segment-anything .pth.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--dtype", default="auto", show_default=True, help="auto (bf16 on GPU, fp32 on CPU), bf16, fp32.")
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-p", type=float, default=0.8, show_default=True)
+@click.option("--top-k", type=int, default=100, show_default=True)
+@click.option("--max-new-tokens", type=int, default=2048, show_default=True)
+@click.option("--greedy", is_flag=True, help="Greedy decoding instead of the reference sampling.")
+@click.option("--seed", type=int, help="Sampling seed (reproducible outputs).")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+              help="(tile, query) pairs per generate call.")
+@click.option("--offline", is_flag=True, help="Never contact the hub; use cached or local weights only.")
+# Merge and output.
+@click.option("--min-area", "min_area_m2", type=float, help="Drop polygons smaller than this, m².")
+@click.option("--min-hole", "min_hole_m2", type=float, help="Fill holes smaller than this, m².")
+@options.crs_opt
+@options.format_opt
+@options.combined_opt
+# Execution.
+@click.option("--workers", type=click.IntRange(0), help="Local Dask workers (0 = in-process; default: one per GPU, else 1).")
+@click.option("--scheduler", help="Run on an existing Dask cluster: tcp://host:8786 or a scheduler file.")
+@click.option("--memory-limit", default="auto", show_default=True, help="Per-worker memory limit (e.g. 12GiB).")
+@click.option("--tiles-per-task", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--retries", type=click.IntRange(0), default=2, show_default=True, help="Retries of a failing batch.")
+@click.option("--force", is_flag=True, help="Ignore the per-tile cache and recompute everything.")
+@click.option("--dry-run", is_flag=True, help="Count tiles and model calls (and cache hits); write nothing.")
+@click.pass_context
+def run(ctx: click.Context, image: Path | None, classes: tuple[str, ...] | None, out: Path | None,
+        **kw: object) -> None:
+    """Cut IMAGE into XYZ tiles, segment every (tile, class), merge across seams, write layers.
+
+    \b
+    Examples:
+      sociomap run city.tif --osm city.osm.pbf --classes park,school --out layers/
+      sociomap run city.tif --map map.tif -c educational,medical -o layers/ --scheduler tcp://gpu1:8786
+      sociomap run --config city.toml          # every option can live in a TOML file (cron)
+    """
+    from sociomap.cli.progress import RichReporter, console, query_table, summary_table
+    from sociomap.pipeline.run import run as run_pipeline
+    from sociomap.taxonomy import resolve_query
+
+    if image is None or not classes or out is None:
+        raise click.UsageError("IMAGE, --classes and --out are required (on the command line or in --config)")
+    config = build_run_config(image, classes, out, kw)
+    quiet = ctx.obj.get("quiet", False) if ctx.obj else False
+    if not quiet:
+        console.print(query_table([(c, resolve_query(c)) for c in classes]))
+    with RichReporter(enabled=not quiet) as reporter:
+        summary = run_pipeline(config, reporter)
+    if not quiet:
+        console.print(summary_table(summary))
+        if summary.random_weights:
+            console.print("[bold red]RANDOM WEIGHTS: this run used a random-initialised test checkpoint. "
+                          "The layers are meaningless and are NOT results.[/]")
+    if config.dry_run:
+        click.echo(f"dry run: {summary.tiles_total} tiles ({summary.tiles_empty} without data), "
+                   f"{summary.results_computed} model calls needed, {summary.results_reused} already cached")
+
+
+def build_run_config(image: Path, classes: tuple[str, ...], out: Path, kw: dict) -> object:
+    """Assemble the stage configs from the command's keyword arguments."""
+    from sociomap.merge import MergeConfig
+    from sociomap.pipeline.executor import ExecutorConfig
+    from sociomap.pipeline.run import RunConfig
+    from sociomap.reasoning import ReasonerConfig
+    from sociomap.tiling import TilingConfig
+
+    merge_kw = {k: kw.pop(k) for k in ("min_area_m2", "min_hole_m2") if kw.get(k) is not None}
+    kw.pop("min_area_m2", None)
+    kw.pop("min_hole_m2", None)
+    reasoner = ReasonerConfig(**{k: kw.pop(k) for k in REASONER_FIELDS})
+    tiling = TilingConfig(zoom=kw.pop("zoom"), tile_size=kw.pop("tile_size"), bands=kw.pop("bands"),
+                          rescale=kw.pop("rescale"), tiles_per_task=kw.pop("tiles_per_task"))
+    executor = ExecutorConfig(workers=kw.pop("workers"), scheduler=kw.pop("scheduler"),
+                              memory_limit=kw.pop("memory_limit"), retries=kw.pop("retries"))
+    return RunConfig(image=image, out=out, classes=tuple(classes), map=kw.pop("map_path"), osm=kw.pop("osm"),
+                     map_language=kw.pop("map_language"), reasoner_kind=kw.pop("reasoner_kind"),
+                     crs=kw.pop("crs"), formats=tuple(kw.pop("formats")), combined=kw.pop("combined"),
+                     force=kw.pop("force"), dry_run=kw.pop("dry_run"), tiling=tiling, reasoner=reasoner,
+                     merge=MergeConfig(**merge_kw), executor=executor)

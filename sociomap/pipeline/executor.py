@@ -1,0 +1,122 @@
+"""sociomap.pipeline.executor: run batch jobs in-process or on Dask, streaming, with a bounded window.
+
+Only ``window`` jobs are in flight at once and results are yielded as they complete, so driver memory
+does not grow with the number of tiles. On Dask, a job whose worker dies is rescheduled by the
+scheduler and retried up to ``retries`` times on errors; a job that still fails is yielded with its
+exception so the caller can report the tiles instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+
+logger = logging.getLogger(__name__)
+
+Outcome = tuple[object, object | None, BaseException | None]  # (job, result, error)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """How to run: ``workers=0`` in-process; ``scheduler`` an address or scheduler-file of an existing cluster."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+    threads_per_worker: int = 1
+    memory_limit: str = "auto"
+    window: int | None = None
+    retries: int = 2
+
+
+class InProcessExecutor:
+    """Runs jobs one after the other in this process (tests, debugging, tiny runs)."""
+
+    name = "in-process"
+
+    def map_unordered(self, fn: Callable, jobs: Iterable) -> Iterator[Outcome]:
+        for job in jobs:
+            try:
+                yield job, fn(job), None
+            except Exception as exc:  # reported per batch by the caller
+                logger.exception("batch failed")
+                yield job, None, exc
+
+
+class DaskExecutor:
+    """Streams jobs through a distributed Client, keeping at most ``window`` futures alive."""
+
+    def __init__(self, client: object, window: int, retries: int) -> None:
+        self.client, self.window, self.retries = client, window, retries
+        self.name = f"dask {client.scheduler.address}"
+
+    def _submit(self, fn: Callable, job: object) -> object:
+        return self.client.submit(fn, job, retries=self.retries, pure=False)
+
+    def map_unordered(self, fn: Callable, jobs: Iterable) -> Iterator[Outcome]:
+        from distributed import as_completed
+
+        jobs = iter(jobs)
+        inflight = {self._submit(fn, j): j for j in islice(jobs, self.window)}
+        pending = as_completed(list(inflight))
+        for fut in pending:
+            job = inflight.pop(fut)
+            try:
+                yield job, fut.result(), None
+            except Exception as exc:  # includes KilledWorker after repeated worker deaths
+                yield job, None, exc
+            finally:
+                fut.release()
+            for nxt in islice(jobs, 1):
+                new = self._submit(fn, nxt)
+                inflight[new] = nxt
+                pending.add(new)
+
+
+def default_worker_count() -> int:
+    """One worker per GPU; on CPU one model worker (a VLM is memory-bound; it uses all cores itself)."""
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    except Exception:  # no torch build with CUDA
+        gpus = 0
+    return max(gpus, 1)
+
+
+def _connect(scheduler: str) -> object:
+    from distributed import Client
+
+    if os.path.exists(scheduler):
+        return Client(scheduler_file=scheduler)
+    return Client(scheduler)
+
+
+@contextmanager
+def open_executor(config: ExecutorConfig) -> Iterator[InProcessExecutor | DaskExecutor]:
+    """The executor a run asks for; clusters started here are closed on exit."""
+    if config.scheduler:
+        client = _connect(config.scheduler)
+        nworkers = max(len(client.scheduler_info().get("workers", {})), 1)
+        try:
+            yield DaskExecutor(client, config.window or 2 * nworkers, config.retries)
+        finally:
+            client.close()
+        return
+    if config.workers == 0:
+        yield InProcessExecutor()
+        return
+    from distributed import Client, LocalCluster
+
+    n = config.workers or default_worker_count()
+    cluster = LocalCluster(n_workers=n, threads_per_worker=config.threads_per_worker, processes=True,
+                           dashboard_address=None, memory_limit=config.memory_limit)
+    client = Client(cluster)
+    try:
+        yield DaskExecutor(client, config.window or 2 * n, config.retries)
+    finally:
+        client.close()
+        cluster.close()

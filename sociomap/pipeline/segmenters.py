@@ -1,0 +1,130 @@
+"""sociomap.pipeline.segmenters: what turns a tile's images into one mask per query.
+
+A registry (``SEGMENTERS``) of adapters with one interface, so the pipeline does not care whether
+masks come from the SocioReasoner model or are rasterized from OpenStreetMap (the weights-free
+baseline, ``--reasoner osm``). Instances are built once per worker process (``get_segmenter``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import mercantile
+import numpy as np
+
+from sociomap.taxonomy import Query
+
+
+@dataclass(frozen=True)
+class TileInputs:
+    """The images of one tile: satellite and map are (H, W, 3) uint8 on the same grid; map may be None."""
+
+    tile: mercantile.Tile
+    satellite: np.ndarray
+    map: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One (tile, query) mask, (H, W) bool, with what the segmenter said (JSON-able)."""
+
+    mask: np.ndarray
+    meta: dict
+
+
+class Segmenter(Protocol):
+    """Masks for every (tile, query) pair of a batch."""
+
+    needs_map: bool
+
+    def identity(self) -> dict[str, str]:
+        """Everything that determines the results (goes into cache keys and the manifest)."""
+        ...
+
+    def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
+        """``result[i][j]`` is tile i, query j."""
+        ...
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    """A picklable, hashable description of the segmenter a worker should build."""
+
+    kind: str
+    reasoner: object | None = None  # sociomap.reasoning.ReasonerConfig for kind "socioreasoner"
+    osm: Path | None = None  # OSM file for kind "osm"
+
+
+class ReasonerSegmenter:
+    """The SocioReasoner model (Qwen2.5-VL + SAM, two stages)."""
+
+    needs_map = True
+
+    def __init__(self, spec: SegmenterSpec) -> None:
+        from sociomap.reasoning import load_reasoner
+
+        self._reasoner = load_reasoner(spec.reasoner)
+
+    def identity(self) -> dict[str, str]:
+        return {"segmenter": "socioreasoner", **self._reasoner.identity()}
+
+    def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
+        from sociomap.reasoning import TilePair
+
+        pairs = [TilePair(map=t.map, satellite=t.satellite) for t in tiles]
+        rows = self._reasoner.segment(pairs, [q.text for q in queries])
+        return [[Segmentation(r.mask, _reasoner_meta(r)) for r in row] for row in rows]
+
+
+def _reasoner_meta(result: object) -> dict:
+    return {
+        "stage1_text": result.stage1_text,
+        "stage2_text": result.stage2_text,
+        "boxes": [list(map(float, b)) for b in result.boxes],
+        "points": [list(map(float, p)) for p in result.points],
+    }
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, streamed in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class OSMSegmenter:
+    """OSM features of each query's classes rasterized on the tile grid (no model)."""
+
+    needs_map = False
+
+    def __init__(self, spec: SegmenterSpec) -> None:
+        from sociomap.maps.osm import OSMSegmenter as _OSM
+
+        self._path = Path(spec.osm)
+        self._osm = _OSM(self._path)
+
+    def identity(self) -> dict[str, str]:
+        return {"segmenter": "osm", "osm_sha256": file_sha256(self._path)}
+
+    def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
+        out = []
+        for t in tiles:
+            masks = self._osm.masks(t.tile, t.satellite.shape[0], list(queries))
+            out.append([Segmentation(m, {"source": "osm"}) for m in masks])
+        return out
+
+
+SEGMENTERS: dict[str, type] = {"socioreasoner": ReasonerSegmenter, "osm": OSMSegmenter}
+
+
+@functools.lru_cache(maxsize=2)
+def get_segmenter(spec: SegmenterSpec) -> Segmenter:
+    """Build the segmenter once per process (the model loads once per Dask worker)."""
+    return SEGMENTERS[spec.kind](spec)
