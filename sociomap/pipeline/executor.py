@@ -3,7 +3,8 @@
 Only ``window`` jobs are in flight at once and results are yielded as they complete, so driver memory
 does not grow with the number of tiles. On Dask, a job whose worker dies is rescheduled by the
 scheduler and retried up to ``retries`` times on errors; a job that still fails is yielded with its
-exception so the caller can report the tiles instead of dropping them.
+exception so the caller can report the tiles instead of dropping them. A SociomapError (bad input,
+missing weights) is the same for every tile, so it stops the run at once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
+
+from sociomap.errors import SociomapError
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class InProcessExecutor:
         for job in jobs:
             try:
                 yield job, fn(job), None
+            except SociomapError:  # bad input or weights: the same for every tile, stop now
+                raise
             except Exception as exc:  # reported per batch by the caller
                 logger.exception("batch failed")
                 yield job, None, exc
@@ -66,6 +71,8 @@ class DaskExecutor:
             job = inflight.pop(fut)
             try:
                 yield job, fut.result(), None
+            except SociomapError:  # bad input or weights: the same for every tile, stop now
+                raise
             except Exception as exc:  # includes KilledWorker after repeated worker deaths
                 yield job, None, exc
             finally:
