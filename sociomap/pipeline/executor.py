@@ -40,10 +40,11 @@ class InProcessExecutor:
 
     name = "in-process"
 
-    def map_unordered(self, fn: Callable, jobs: Iterable) -> Iterator[Outcome]:
+    def map_unordered(self, prepare: Callable, finish: Callable, jobs: Iterable) -> Iterator[Outcome]:
+        """Yield (job, finish(prepare(job)), None), or (job, None, error) for a failed job."""
         for job in jobs:
             try:
-                yield job, fn(job), None
+                yield job, finish(prepare(job)), None
             except SociomapError:  # bad input or weights: the same for every tile, stop now
                 raise
             except Exception as exc:  # reported per batch by the caller
@@ -52,20 +53,29 @@ class InProcessExecutor:
 
 
 class DaskExecutor:
-    """Streams jobs through a distributed Client, keeping at most ``window`` futures alive."""
+    """Streams jobs through a distributed Client, keeping at most ``window`` jobs in flight.
+
+    Each job is two chained tasks: ``prepare`` anywhere, ``finish`` on a worker that offers the
+    ``GPU`` resource when the cluster has any, so GPU workers with two threads read the next tiles
+    while the model runs.
+    """
 
     def __init__(self, client: object, window: int, retries: int) -> None:
         self.client, self.window, self.retries = client, window, retries
         self.name = f"dask {client.scheduler.address}"
+        self.finish_resources = {"GPU": 1} if _cluster_has_gpus(client) else None
 
-    def _submit(self, fn: Callable, job: object) -> object:
-        return self.client.submit(fn, job, retries=self.retries, pure=False)
+    def _submit(self, prepare: Callable, finish: Callable, job: object) -> object:
+        prepared = self.client.submit(prepare, job, retries=self.retries, pure=False)
+        return self.client.submit(finish, prepared, retries=self.retries, pure=False,
+                                  resources=self.finish_resources)
 
-    def map_unordered(self, fn: Callable, jobs: Iterable) -> Iterator[Outcome]:
+    def map_unordered(self, prepare: Callable, finish: Callable, jobs: Iterable) -> Iterator[Outcome]:
+        """Yield (job, result, None) or (job, None, error) as jobs complete, in any order."""
         from distributed import as_completed
 
         jobs = iter(jobs)
-        inflight = {self._submit(fn, j): j for j in islice(jobs, self.window)}
+        inflight = {self._submit(prepare, finish, j): j for j in islice(jobs, self.window)}
         pending = as_completed(list(inflight))
         for fut in pending:
             job = inflight.pop(fut)
@@ -78,20 +88,24 @@ class DaskExecutor:
             finally:
                 fut.release()
             for nxt in islice(jobs, 1):
-                new = self._submit(fn, nxt)
+                new = self._submit(prepare, finish, nxt)
                 inflight[new] = nxt
                 pending.add(new)
 
 
-def default_worker_count() -> int:
-    """One worker per GPU; on CPU one model worker (a VLM is memory-bound; it uses all cores itself)."""
+def _cluster_has_gpus(client: object) -> bool:
+    workers = client.scheduler_info().get("workers", {}).values()
+    return any(w.get("resources", {}).get("GPU") for w in workers)
+
+
+def gpu_count() -> int:
+    """CUDA devices visible here (0 without a CUDA torch)."""
     try:
         import torch
 
-        gpus = torch.cuda.device_count()
-    except Exception:  # no torch build with CUDA
-        gpus = 0
-    return max(gpus, 1)
+        return torch.cuda.device_count()
+    except Exception:  # a broken or CPU-only torch: no GPUs
+        return 0
 
 
 def _connect(scheduler: str) -> object:
@@ -118,9 +132,13 @@ def open_executor(config: ExecutorConfig) -> Iterator[InProcessExecutor | DaskEx
         return
     from distributed import Client, LocalCluster
 
-    n = config.workers or default_worker_count()
-    cluster = LocalCluster(n_workers=n, threads_per_worker=config.threads_per_worker, processes=True,
-                           dashboard_address=None, memory_limit=config.memory_limit)
+    gpus = gpu_count()
+    # One worker per GPU (2 threads: one feeds tiles while the other runs the model); on CPU a single
+    # worker by default, since a VLM is memory-bound and torch already uses every core.
+    n = config.workers or max(gpus, 1)
+    extra = {"resources": {"GPU": 1}, "threads_per_worker": 2} if gpus else {}
+    cluster = LocalCluster(n_workers=n, processes=True, dashboard_address=None, memory_limit=config.memory_limit,
+                           **{"threads_per_worker": config.threads_per_worker, **extra})
     client = Client(cluster)
     try:
         yield DaskExecutor(client, config.window or 2 * n, config.retries)

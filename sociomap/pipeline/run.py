@@ -27,7 +27,7 @@ from sociomap.pipeline.executor import ExecutorConfig, open_executor
 from sociomap.pipeline.lock import output_lock
 from sociomap.pipeline.manifest import file_fingerprint, read_manifest, versions, write_json_atomic
 from sociomap.pipeline.segmenters import SegmenterSpec
-from sociomap.pipeline.tasks import BatchJob, BatchResult, process_batch
+from sociomap.pipeline.tasks import BatchJob, BatchResult, finish_batch, prepare_batch
 from sociomap.taxonomy import Query, resolve_queries
 from sociomap.tiling import Mosaic, TilingConfig
 
@@ -199,7 +199,7 @@ def _execute(config: RunConfig, summary: RunSummary, store: object, jobs: Iterat
              reporter: Reporter) -> None:
     with open_executor(config.executor) as executor:
         summary.executor = executor.name
-        for job, result, error in executor.map_unordered(process_batch, jobs):
+        for job, result, error in executor.map_unordered(prepare_batch, finish_batch, jobs):
             if error is not None:
                 logger.error("tiles %s failed: %s", [f"{t.z}/{t.x}/{t.y}" for t in job.tiles], error)
                 summary.failed_tiles.extend(f"{t.z}/{t.x}/{t.y}" for t in job.tiles)

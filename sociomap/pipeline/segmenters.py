@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,6 @@ class Segmenter(Protocol):
 
     needs_map: bool
 
-    def identity(self) -> dict[str, str]:
-        """Everything that determines the results (goes into cache keys and the manifest)."""
-        ...
-
     def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
         """``result[i][j]`` is tile i, query j."""
         ...
@@ -66,12 +63,14 @@ class ReasonerSegmenter:
     needs_map = True
 
     def __init__(self, spec: SegmenterSpec) -> None:
+        from dataclasses import replace
+
         from sociomap.reasoning import load_reasoner
 
-        self._reasoner = load_reasoner(spec.reasoner)
-
-    def identity(self) -> dict[str, str]:
-        return {"segmenter": "socioreasoner", **self._reasoner.identity()}
+        config = spec.reasoner
+        if config.device == "auto" and (device := _worker_gpu()):
+            config = replace(config, device=device)
+        self._reasoner = load_reasoner(config)
 
     def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
         from sociomap.reasoning import TilePair
@@ -79,6 +78,19 @@ class ReasonerSegmenter:
         pairs = [TilePair(map=t.map, satellite=t.satellite) for t in tiles]
         rows = self._reasoner.segment(pairs, [q.text for q in queries])
         return [[Segmentation(r.mask, _reasoner_meta(r)) for r in row] for row in rows]
+
+
+def _worker_gpu() -> str | None:
+    """On a multi-GPU box, Dask worker number i uses cuda:(i mod GPUs); None elsewhere."""
+    try:
+        import torch
+        from distributed import get_worker
+
+        index = int(get_worker().name)
+    except (ImportError, ValueError, TypeError):  # not in a numbered Dask worker
+        return None
+    gpus = torch.cuda.device_count()
+    return f"cuda:{index % gpus}" if gpus > 1 else None
 
 
 def _reasoner_meta(result: object) -> dict:
@@ -107,11 +119,7 @@ class OSMSegmenter:
     def __init__(self, spec: SegmenterSpec) -> None:
         from sociomap.maps.osm import OSMSegmenter as _OSM
 
-        self._path = Path(spec.osm)
-        self._osm = _OSM(self._path)
-
-    def identity(self) -> dict[str, str]:
-        return {"segmenter": "osm", "osm_sha256": file_sha256(self._path)}
+        self._osm = _OSM(Path(spec.osm))
 
     def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
         out = []
@@ -124,7 +132,31 @@ class OSMSegmenter:
 SEGMENTERS: dict[str, type] = {"socioreasoner": ReasonerSegmenter, "osm": OSMSegmenter}
 
 
-@functools.lru_cache(maxsize=2)
+def needs_map(spec: SegmenterSpec) -> bool:
+    """Whether this segmenter looks at the map tile (the OSM baseline does not)."""
+    return SEGMENTERS[spec.kind].needs_map
+
+
+@functools.lru_cache(maxsize=4)
+def segmenter_identity(spec: SegmenterSpec) -> dict[str, str]:
+    """Everything that determines results, WITHOUT loading a model: cache keys can be computed on any
+    worker (or in a dry run) and only cache misses pay for the model."""
+    if spec.kind == "osm":
+        return {"segmenter": "osm", "osm_sha256": file_sha256(Path(spec.osm))}
+    from sociomap.reasoning import reasoner_identity
+
+    return {"segmenter": spec.kind, **reasoner_identity(spec.reasoner)}
+
+
+_LOAD_LOCK = threading.Lock()
+
+
 def get_segmenter(spec: SegmenterSpec) -> Segmenter:
-    """Build the segmenter once per process (the model loads once per Dask worker)."""
+    """Build the segmenter once per process (the model loads once per Dask worker, even with 2 threads)."""
+    with _LOAD_LOCK:
+        return _build_segmenter(spec)
+
+
+@functools.lru_cache(maxsize=2)
+def _build_segmenter(spec: SegmenterSpec) -> Segmenter:
     return SEGMENTERS[spec.kind](spec)

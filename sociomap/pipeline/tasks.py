@@ -1,8 +1,10 @@
 """sociomap.pipeline.tasks: the worker-side job, one batch of tiles from pixels to polygons.
 
-``process_batch`` runs the same way in a Dask worker and in-process (``--workers 0``). It takes
-paths and small picklable specs, opens files and loads the model once per process, and returns
-small results: polygons and counters, never images.
+A batch runs in two halves so a GPU is not idle while tiles are read and maps drawn:
+``prepare_batch`` (CPU: read, render, hash, cache lookup) and ``finish_batch`` (model on the misses,
+cache, vectorize). On Dask the two are separate tasks, the second pinned to GPU workers by resources;
+in-process, ``process_batch`` runs both. Tasks take paths and small picklable specs, load the model
+once per process, and return small results: polygons and counters, never images.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from sociomap.maps.base import MapSource
 from sociomap.pipeline.cache import TileCache, identity_digest, result_key, tile_input_digest
-from sociomap.pipeline.segmenters import SegmenterSpec, TileInputs, get_segmenter
+from sociomap.pipeline.segmenters import SegmenterSpec, TileInputs, get_segmenter, needs_map, segmenter_identity
 from sociomap.taxonomy import Query
 from sociomap.tiling.mosaic import Mosaic
 
@@ -74,8 +76,26 @@ def _timed(result: BatchResult, stage: str) -> Iterator[None]:
         result.seconds[stage] += time.perf_counter() - start
 
 
-def _read_inputs(job: BatchJob, needs_map: bool, result: BatchResult) -> tuple[list[TileInputs], list]:
+@dataclass
+class PreparedBatch:
+    """A batch after its CPU half: tile images, cache keys and which (tile, query) pairs need the model."""
+
+    job: BatchJob
+    result: BatchResult
+    inputs: list[TileInputs]
+    valid: list[np.ndarray]  # (H, W) bool per tile: where the mosaic has data
+    keys: list[list[str]]  # [tile][query] cache keys
+    missing: dict[tuple[int, ...], list[int]]  # query indexes -> tile indexes that lack them
+
+    @property
+    def needs_model(self) -> bool:
+        """True when some (tile, query) is not cached (only then does the GPU half do model work)."""
+        return bool(self.missing) and not self.job.dry_run
+
+
+def _read_inputs(job: BatchJob, result: BatchResult) -> tuple[list[TileInputs], list[np.ndarray]]:
     inputs, valid = [], []
+    with_map = needs_map(job.segmenter) and job.map_source is not None
     for tile in job.tiles:
         with _timed(result, "read"):
             img = job.mosaic.read(tile, job.size)
@@ -83,27 +103,23 @@ def _read_inputs(job: BatchJob, needs_map: bool, result: BatchResult) -> tuple[l
             result.empty += 1
             continue
         with _timed(result, "map"):
-            map_rgb = job.map_source.read(tile, job.size) if needs_map and job.map_source else None
+            map_rgb = job.map_source.read(tile, job.size) if with_map else None
         inputs.append(TileInputs(tile, img.rgb, map_rgb))
         valid.append(img.valid)
     result.read = len(inputs)
     return inputs, valid
 
 
-def process_batch(job: BatchJob) -> BatchResult:
-    """Read, segment (or reuse from cache) and vectorize every (tile, query) of a batch."""
-    from sociomap.merge import vectorize_mask
-
+def prepare_batch(job: BatchJob) -> PreparedBatch:
+    """CPU half: read tiles, draw maps, compute cache keys, find misses (no model is loaded here)."""
     result = BatchResult(job.tiles)
-    with _timed(result, "load"):
-        segmenter = get_segmenter(job.segmenter)
-        result.identity = segmenter.identity()
-    inputs, valid = _read_inputs(job, segmenter.needs_map, result)
+    result.identity = segmenter_identity(job.segmenter)
+    inputs, valid = _read_inputs(job, result)
     cache = TileCache(job.cache_root)
     seg_digest = identity_digest(result.identity)
-    keys = [
-        [result_key(tile_input_digest(t.satellite, t.map), seg_digest, q.text) for q in job.queries] for t in inputs
-    ]
+    with _timed(result, "hash"):
+        keys = [[result_key(tile_input_digest(t.satellite, t.map), seg_digest, q.text) for q in job.queries]
+                for t in inputs]
     missing: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for i, row in enumerate(keys):
         todo = tuple(j for j, k in enumerate(row) if job.force or not cache.has(k))
@@ -111,25 +127,43 @@ def process_batch(job: BatchJob) -> BatchResult:
             missing[todo].append(i)
         result.reused += len(row) - len(todo)
     result.computed = sum(len(q) * len(t) for q, t in missing.items())
+    return PreparedBatch(job, result, inputs, valid, keys, dict(missing))
+
+
+def finish_batch(prepared: PreparedBatch) -> BatchResult:
+    """Model half: segment the misses (model loaded once per process), cache them, vectorize all results."""
+    from sociomap.merge import vectorize_mask
+
+    job, result = prepared.job, prepared.result
     if job.dry_run:
         return result
-    for qidx, tidx in missing.items():
+    cache = TileCache(job.cache_root)
+    if prepared.needs_model:
+        with _timed(result, "load"):
+            segmenter = get_segmenter(job.segmenter)
+    for qidx, tidx in prepared.missing.items():
         with _timed(result, "model"):
-            rows = segmenter.segment([inputs[i] for i in tidx], [job.queries[j] for j in qidx])
+            rows = segmenter.segment([prepared.inputs[i] for i in tidx], [job.queries[j] for j in qidx])
         with _timed(result, "cache"):
             for i, row in zip(tidx, rows, strict=True):
                 for j, seg in zip(qidx, row, strict=True):
-                    cache.put(keys[i][j], seg.mask, seg.meta)
+                    cache.put(prepared.keys[i][j], seg.mask, seg.meta)
     with _timed(result, "vectorize"):
-        for i, t in enumerate(inputs):
+        for i, t in enumerate(prepared.inputs):
             for j, q in enumerate(job.queries):
-                entry = cache.get(keys[i][j])
-                if entry is None:  # removed under us: the next run recomputes it
-                    raise RuntimeError(f"cache entry {keys[i][j]} vanished during the run")
-                geoms = vectorize_mask(entry.mask & valid[i], t.tile, job.merge)
+                key = prepared.keys[i][j]
+                entry = cache.get(key)
+                if entry is None:
+                    raise RuntimeError(f"cache entry {cache.path(key)} is missing or damaged after writing")
+                geoms = vectorize_mask(entry.mask & prepared.valid[i], t.tile, job.merge)
                 if geoms:
-                    result.pieces.append(PieceBatch(q.layer, t.tile, geoms, _provenance(q, entry.meta, cache, keys[i][j])))
+                    result.pieces.append(PieceBatch(q.layer, t.tile, geoms, _provenance(q, entry.meta, cache, key)))
     return result
+
+
+def process_batch(job: BatchJob) -> BatchResult:
+    """Both halves in one call (in-process runs)."""
+    return finish_batch(prepare_batch(job))
 
 
 def _provenance(query: Query, meta: dict, cache: TileCache, key: str) -> dict:
@@ -140,5 +174,3 @@ def _provenance(query: Query, meta: dict, cache: TileCache, key: str) -> dict:
         "prompts": json.dumps(prompts) if prompts else "",
         "reasoning": str(cache.path(key).relative_to(cache.root)) if "stage1_text" in meta else "",
     }
-
-
