@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -162,4 +163,6 @@ def _encode_tile(tile: mercantile.Tile, index: dict) -> bytes | None:
             out.append({"name": name, "features": feats})
     if not out:
         return None
-    return mvt.encode(out, default_options={"quantize_bounds": tuple(bounds), "extents": _EXTENT})
+    with warnings.catch_warnings():  # mapbox-vector-tile 2.2 calls the deprecated shapely.ops.transform
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mvt.encode(out, default_options={"quantize_bounds": tuple(bounds), "extents": _EXTENT})
