@@ -30,6 +30,9 @@ def fill_small_holes(geoms: np.ndarray, min_hole_m2: float) -> np.ndarray:
 
 
 def _has_holes(geoms: np.ndarray) -> np.ndarray:
+    multi = shapely.get_type_id(geoms) == shapely.GeometryType.MULTIPOLYGON
+    if not multi.any():  # the common case: get_num_interior_rings is direct for Polygons
+        return shapely.get_num_interior_rings(geoms) > 0
     parts, index = shapely.get_parts(geoms, return_index=True)
     counts = np.zeros(len(geoms), dtype=int)
     np.add.at(counts, index, shapely.get_num_interior_rings(parts))

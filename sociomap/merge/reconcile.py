@@ -65,12 +65,13 @@ def merge_table(query: str, table: PieceTable, config: MergeConfig) -> gpd.GeoDa
     single = np.bincount(labels, minlength=len(labels))[labels] == 1
     singles = np.flatnonzero(single)
     groups = _groups(labels[~single], np.flatnonzero(~single))
+    call_list = list(calls.itertuples(index=False, name=None))
     rows = pd.concat([_single_rows(query, calls, row[singles]),
-                      pd.DataFrame.from_records([_group_row(query, calls, row[g]) for g in groups],
+                      pd.DataFrame.from_records([_group_row(query, call_list, row[g]) for g in groups],
                                                 columns=list(_PROVENANCE))], ignore_index=True)
     geoms = np.empty(len(rows), dtype=object)
     geoms[: len(singles)] = table.geometry[singles]
-    geoms[len(singles):] = [_union(table.geometry[g]) for g in groups]
+    geoms[len(singles):] = union_groups(table.geometry, groups)
     first = np.concatenate([singles, [g[0] for g in groups]]).astype(np.int64)
     geoms, kept = clean_polygons(geoms, config.min_area_m2, config.min_hole_m2)
     order = np.argsort(first[kept], kind="stable")  # objects in the order of their first piece
@@ -93,9 +94,14 @@ def _groups(labels: np.ndarray, members: np.ndarray) -> list[np.ndarray]:
     return np.split(members[order], starts[1:])
 
 
+def union_groups(geometry: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """(len(groups),) union of each group of linked pieces (each group is small: a few tiles' pieces)."""
+    out = np.empty(len(groups), dtype=object)
+    out[:] = [_union(geometry[g]) for g in groups]
+    return out
+
+
 def _union(parts: np.ndarray) -> shapely.Geometry:
-    if len(parts) == 1:
-        return parts[0]
     merged = shapely.union_all(parts)
     if merged.geom_type == "MultiPolygon":
         # Linked pieces are connected, so a MultiPolygon means seam edges a hair apart: union on a 1 mm grid.
@@ -117,21 +123,21 @@ def _single_rows(query: str, calls: pd.DataFrame, rows: np.ndarray) -> pd.DataFr
     }, columns=list(_PROVENANCE))
 
 
-def _group_row(query: str, calls: pd.DataFrame, rows: np.ndarray) -> dict[str, object]:
-    """Provenance of one object made of several pieces (``rows`` index their calls, one per piece)."""
-    picked = calls.iloc[np.unique(rows)]
-    tiles = [f"{z}/{x}/{y}" for z, x, y in picked[["z", "x", "y"]].itertuples(index=False)]
-    prompts = {t: json.loads(p) for t, p in zip(tiles, picked["prompts"]) if isinstance(p, str)}
+def _group_row(query: str, calls: list[tuple], rows: np.ndarray) -> dict[str, object]:
+    """Provenance of one object made of several pieces (``rows`` index ``calls``, one per piece)."""
+    picked = [calls[k] for k in np.unique(rows)]  # (z, x, y, function, run_id, model, prompts, reasoning)
+    tiles = [f"{c[0]}/{c[1]}/{c[2]}" for c in picked]
+    prompts = {t: json.loads(c[6]) for t, c in zip(tiles, picked) if isinstance(c[6], str)}
     return {
         "query": query,
-        "function": picked["function"].iloc[0],
+        "function": picked[0][3],
         "n_tiles": len(set(tiles)),
         "n_pieces": len(rows),
         "tiles": ";".join(sorted(set(tiles))),
-        "run_id": _join(picked["run_id"]),
-        "model": _join(picked["model"]),
+        "run_id": _join(c[4] for c in picked),
+        "model": _join(c[5] for c in picked),
         "prompts": json.dumps(prompts, separators=(",", ":")) if prompts else None,
-        "reasoning": _join(picked["reasoning"]),
+        "reasoning": _join(c[7] for c in picked),
         "crosses_seam": len(set(tiles)) > 1,
     }
 

@@ -120,7 +120,9 @@ class PieceStore:
         ).fetchall()
         call = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         bounds = np.array([r[1:5] for r in rows], dtype=float).reshape(-1, 4)
-        geometry = shapely.from_wkb([r[5] for r in rows]) if rows else np.empty(0, dtype=object)
+        blobs = np.array([r[5] for r in rows], dtype=object)
+        del rows
+        geometry = shapely.from_wkb(blobs) if len(blobs) else np.empty(0, dtype=object)
         return PieceTable(call, np.asarray(geometry, dtype=object), bounds, calls)
 
     def iter_tables(self) -> Iterator[tuple[str, str, PieceTable]]:
