@@ -1,0 +1,151 @@
+"""sociomap.merge.reconcile: per-tile pieces -> one polygon per object, per layer, with provenance.
+
+Per (layer, query) the pieces are linked (``links``), grouped by union-find, and only the small
+connected groups are unioned; a city-wide ``union_all`` (which grows faster than n log n and merges
+distinct neighbours) is never built. See docs/merge.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from sociomap.merge.clean import clean_polygons, ground_area_m2
+from sociomap.merge.config import MergeConfig
+from sociomap.merge.links import connected_labels, contested_tiles, link_pairs
+from sociomap.merge.store import PieceStore, PieceTable
+
+logger = logging.getLogger(__name__)
+
+#: Output columns besides geometry, in order.
+COLUMNS = ("query", "function", "area_m2", "n_tiles", "n_pieces", "tiles", "run_id", "model", "prompts",
+           "reasoning", "crosses_seam")
+_PROVENANCE = tuple(c for c in COLUMNS if c != "area_m2")
+_CALL_FIELDS = ("z", "x", "y", "function", "run_id", "model", "prompts", "reasoning")
+
+
+def merge_layers(store: PieceStore, config: MergeConfig) -> Iterator[tuple[str, gpd.GeoDataFrame]]:
+    """Yield (layer slug, GeoDataFrame in EPSG:3857) per layer, layers in sorted order.
+
+    Each row is one object: query, function, area_m2 (ground), n_tiles, n_pieces, tiles ("z/x/y;..."),
+    run_id, model, prompts (JSON {"z/x/y": model prompts}), reasoning (";"-joined pointers),
+    crosses_seam (pieces from more than one tile), geometry. Only one (layer, query) is in memory at a time
+    besides the frames of the current layer.
+    """
+    current, frames = None, []
+    for layer, query, table in store.iter_tables():
+        if layer != current and frames:
+            yield current, _concat(frames)
+            frames = []
+        current = layer
+        frames.append(merge_table(query, table, config))
+        logger.info("Merged layer=%s query=%r: %d pieces -> %d objects", layer, query, len(table.geometry),
+                    len(frames[-1]))
+    if frames:
+        yield current, _concat(frames)
+
+
+def merge_table(query: str, table: PieceTable, config: MergeConfig) -> gpd.GeoDataFrame:
+    """Merge the pieces of one (layer, query) into objects (see ``merge_layers`` for the columns)."""
+    call_ids = np.array(sorted(table.calls), dtype=np.int64)
+    calls = pd.DataFrame([table.calls[c] for c in call_ids], columns=list(_CALL_FIELDS), dtype=object)
+    row = np.searchsorted(call_ids, table.call)  # piece -> row of ``calls``
+    call_tiles = calls[["z", "x", "y"]].to_numpy(dtype=np.int64).reshape(-1, 3)
+    tiles = call_tiles[row]
+    contested = contested_tiles(*call_tiles.T)[row]
+    pairs = link_pairs(table.geometry, table.bounds, table.call, tiles, contested, config)
+    labels = connected_labels(len(table.geometry), pairs)
+    # Most objects are one piece: their rows are built column-wise; only linked groups loop in Python.
+    single = np.bincount(labels, minlength=len(labels))[labels] == 1
+    singles = np.flatnonzero(single)
+    groups = _groups(labels[~single], np.flatnonzero(~single))
+    call_list = list(calls.itertuples(index=False, name=None))
+    rows = pd.concat([_single_rows(query, calls, row[singles]),
+                      pd.DataFrame.from_records([_group_row(query, call_list, row[g]) for g in groups],
+                                                columns=list(_PROVENANCE))], ignore_index=True)
+    geoms = np.empty(len(rows), dtype=object)
+    geoms[: len(singles)] = table.geometry[singles]
+    geoms[len(singles):] = union_groups(table.geometry, groups)
+    first = np.concatenate([singles, [g[0] for g in groups]]).astype(np.int64)
+    geoms, kept = clean_polygons(geoms, config.min_area_m2, config.min_hole_m2)
+    order = np.argsort(first[kept], kind="stable")  # objects in the order of their first piece
+    frame = rows.iloc[kept[order]].reset_index(drop=True)
+    frame.insert(2, "area_m2", ground_area_m2(geoms[order]))
+    return gpd.GeoDataFrame(frame[list(COLUMNS)], geometry=list(geoms[order]), crs="EPSG:3857")
+
+
+def seam_crossings(layers: Iterable[gpd.GeoDataFrame]) -> int:
+    """Run-summary seam metric: how many output features are made of pieces from more than one tile."""
+    return int(sum(int(frame["crosses_seam"].sum()) for frame in layers))
+
+
+def _groups(labels: np.ndarray, members: np.ndarray) -> list[np.ndarray]:
+    """Member indices of each component (``labels`` of ``members``), each sorted, ordered by label."""
+    if len(members) == 0:
+        return []
+    order = np.argsort(labels, kind="stable")
+    _, starts = np.unique(labels[order], return_index=True)
+    return np.split(members[order], starts[1:])
+
+
+def union_groups(geometry: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """(len(groups),) union of each group of linked pieces (each group is small: a few tiles' pieces)."""
+    out = np.empty(len(groups), dtype=object)
+    out[:] = [_union(geometry[g]) for g in groups]
+    return out
+
+
+def _union(parts: np.ndarray) -> shapely.Geometry:
+    merged = shapely.union_all(parts)
+    if merged.geom_type == "MultiPolygon":
+        # Linked pieces are connected, so a MultiPolygon means seam edges a hair apart: union on a 1 mm grid.
+        merged = shapely.union_all(parts, grid_size=1e-3)
+    return merged
+
+
+def _single_rows(query: str, calls: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """Provenance columns of one-piece objects, column-wise from their calls' rows."""
+    picked = calls.iloc[rows].reset_index(drop=True)
+    tile = picked["z"].astype(str) + "/" + picked["x"].astype(str) + "/" + picked["y"].astype(str)
+    has = picked["prompts"].notna()
+    prompts = pd.Series(None, index=picked.index, dtype=object)
+    prompts[has] = '{"' + tile[has] + '":' + picked["prompts"][has] + "}"
+    return pd.DataFrame({
+        "query": query, "function": picked["function"], "n_tiles": 1, "n_pieces": 1, "tiles": tile,
+        "run_id": picked["run_id"], "model": picked["model"], "prompts": prompts,
+        "reasoning": picked["reasoning"], "crosses_seam": False,
+    }, columns=list(_PROVENANCE))
+
+
+def _group_row(query: str, calls: list[tuple], rows: np.ndarray) -> dict[str, object]:
+    """Provenance of one object made of several pieces (``rows`` index ``calls``, one per piece)."""
+    picked = [calls[k] for k in np.unique(rows)]  # (z, x, y, function, run_id, model, prompts, reasoning)
+    tiles = [f"{c[0]}/{c[1]}/{c[2]}" for c in picked]
+    prompts = {t: json.loads(c[6]) for t, c in zip(tiles, picked) if isinstance(c[6], str)}
+    return {
+        "query": query,
+        "function": picked[0][3],
+        "n_tiles": len(set(tiles)),
+        "n_pieces": len(rows),
+        "tiles": ";".join(sorted(set(tiles))),
+        "run_id": _join(c[4] for c in picked),
+        "model": _join(c[5] for c in picked),
+        "prompts": json.dumps(prompts, separators=(",", ":")) if prompts else None,
+        "reasoning": _join(c[7] for c in picked),
+        "crosses_seam": len(set(tiles)) > 1,
+    }
+
+
+def _join(values: Iterable[str | None]) -> str | None:
+    unique = sorted({v for v in values if isinstance(v, str) and v})
+    return ";".join(unique) if unique else None
+
+
+def _concat(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:3857")
