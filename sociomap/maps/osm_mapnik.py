@@ -82,15 +82,16 @@ def _label_styles(zoom: int) -> str:
     min_area = min_label_area_m2(zoom)
     area_rules = "".join(
         _rule(kind, _text("sans-italic" if kind in AREA_TEXT else "sans", 10.5, AREA_TEXT.get(kind, "#4a4a4a"),
-                          'placement="interior" wrap-width="80" margin="6" clip="true"'), f" and [area] >= {min_area}")
+                          'placement="interior" wrap-width="80" margin="6" repeat-distance="150" clip="true"'),
+              f" and [area] >= {min_area}")
         for kind in AREA_COLOURS)
     road = _text("sans", 9.5, "#333333", 'placement="line" max-char-angle-delta="25" spacing="400" '
-                                          'upright="auto" margin="4"')
+                                          'upright="auto" margin="4" repeat-distance="150"')
     road_rules = "".join(_rule(kind, road) for kind in NAMED_ROADS)
     poi_rules = "".join(_rule(kind, (
         f'<MarkersSymbolizer marker-type="ellipse" width="6" height="6" fill="{colour}" stroke="#ffffff" '
         'stroke-width="1" allow-overlap="false" placement="point"/>'
-        + _text("sans", 9, colour, 'dy="7" wrap-width="60" margin="3"'))) for kind, colour in POI_COLOURS.items())
+        + _text("sans", 9, colour, 'dy="7" wrap-width="60" margin="3" repeat-distance="150"'))) for kind, colour in POI_COLOURS.items())
     return (f'<Style name="area-labels">{area_rules}</Style><Style name="road-labels">{road_rules}</Style>'
             f'<Style name="pois">{poi_rules}</Style>')
 
@@ -146,6 +147,7 @@ def build_datasources(osm: OSMData, language: str | None) -> dict[str, mapnik.Me
                     ROAD_RULES, language, list(LINE_STYLE))
     lines = lines.sort_values("rank", kind="stable")
     pois = _styled(osm.points, POI_RULES, language, list(POI_COLOURS)).sort_values("rank", kind="stable")
+    pois = pois[pois.label != ""]  # unnamed benches, switches, bins: clutter that tells the model nothing
     named_roads = lines[lines.kind.isin(NAMED_ROADS) & (lines.label != "")]
     road_rank = {k: i for i, k in enumerate(NAMED_ROADS)}
     named_roads = named_roads.assign(rank=named_roads.kind.map(road_rank)).sort_values("rank", kind="stable")
