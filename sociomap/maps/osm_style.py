@@ -117,7 +117,7 @@ POI_RULES: tuple[tuple[str, frozenset[str] | None, str], ...] = (
     ("amenity", None, "amenity"),
     ("office", None, "amenity"),
 )
-POI_COLOURS = {"food": "#c77400", "health": "#bf0000", "education": "#8a6a2f", "worship": "#333333",
+POI_COLOURS = {"food": "#c77400", "health": "#bf0000", "education": "#8a6a2f", "worship": "#5a5a5a",
                "transport": "#0078c8", "shop": "#ac39ac", "tourism": "#0092da", "leisure": "#2e8b57",
                "amenity": "#734a08"}
 
