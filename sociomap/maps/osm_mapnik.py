@@ -8,10 +8,12 @@ and Mapnik's memory datasource keeps that order.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from importlib import resources
 
 import geopandas as gpd
 import mapnik
+import numpy as np
 import shapely
 
 from sociomap.maps.osm_data import OSMData
@@ -105,18 +107,15 @@ def style_xml(zoom: int) -> str:
     layer_styles = {"landcover": ["landcover"], "water": ["water"], "waterways": ["lines"],
                     "buildings": ["buildings"], "roads": ["casing", "lines"], "area-labels": ["area-labels"],
                     "road-labels": ["road-labels"], "pois": ["pois"]}
-    # Area labels see their polygons clipped to the tile itself (no buffer), so "interior" placement
-    # puts the name at the pole of inaccessibility of the visible part and every tile names its park.
-    buffers = {"area-labels": ' buffer-size="0"'}
     layers = "".join(
-        f'<Layer name="{name}" srs="{SRS}"{buffers.get(name, "")}>'
+        f'<Layer name="{name}" srs="{SRS}">'
         + "".join(f"<StyleName>{s}</StyleName>" for s in layer_styles[name]) + "</Layer>"
         for name in LAYERS)
     return (f'<Map srs="{SRS}" background-color="{LAND}">{_fontsets()}{styles}{layers}</Map>')
 
 
 def _datasource(frame: gpd.GeoDataFrame) -> mapnik.MemoryDatasource:
-    """Mapnik features from a frame with kind/label/area/rank columns, in frame order."""
+    """Mapnik features from a frame with kind/label/area_m2/rank columns, in frame order."""
     context = mapnik.Context()
     for field in FIELDS:
         context.push(field)
@@ -130,6 +129,24 @@ def _datasource(frame: gpd.GeoDataFrame) -> mapnik.MemoryDatasource:
     return source
 
 
+@dataclass(frozen=True)
+class MapLayers:
+    """The datasources shared by every tile, plus the named areas whose labels are placed per tile."""
+
+    sources: dict[str, mapnik.MemoryDatasource]
+    named_areas: gpd.GeoDataFrame
+    tree: shapely.STRtree
+
+    def area_labels(self, bounds_m: tuple[float, float, float, float]) -> mapnik.MemoryDatasource:
+        """Named areas clipped to the tile: Mapnik's "interior" placement then puts each name at the
+        pole of inaccessibility of the visible part, so every tile that shows a park names it."""
+        frame = self.named_areas.iloc[np.sort(self.tree.query(shapely.box(*bounds_m)))]
+        clipped = shapely.clip_by_rect(frame.geometry.values, *bounds_m)
+        visible = ~shapely.is_empty(clipped)
+        frame = frame[visible].assign(area_m2=shapely.area(clipped[visible]))
+        return _datasource(frame.set_geometry(clipped[visible]))
+
+
 def _styled(frame: gpd.GeoDataFrame, rules: tuple, language: str | None, order: list[str]) -> gpd.GeoDataFrame:
     out = frame.assign(kind=[classify(t, rules) for t in frame.tags],
                        label=[label_of(t, language) for t in frame.tags],
@@ -139,12 +156,12 @@ def _styled(frame: gpd.GeoDataFrame, rules: tuple, language: str | None, order: 
     return out.assign(rank=[rank.get(k, len(rank)) for k in out.kind])
 
 
-def build_datasources(osm: OSMData, language: str | None) -> dict[str, mapnik.MemoryDatasource]:
-    """One datasource per layer of ``LAYERS``, features in paint / label priority order."""
+def build_layers(osm: OSMData, language: str | None) -> MapLayers:
+    """One datasource per layer of ``LAYERS`` (area labels per tile), in paint / label priority order."""
     areas = _styled(osm.areas, AREA_RULES, language, list(AREA_COLOURS))
     areas = areas.sort_values("area_m2", ascending=False, kind="stable")
-    lines = _styled(osm.lines[[t.get("tunnel", "no") == "no" for t in osm.lines.tags]],
-                    ROAD_RULES, language, list(LINE_STYLE))
+    above_ground = np.array([t.get("tunnel", "no") == "no" for t in osm.lines.tags], bool)
+    lines = _styled(osm.lines.loc[above_ground], ROAD_RULES, language, list(LINE_STYLE))
     lines = lines.sort_values("rank", kind="stable")
     pois = _styled(osm.points, POI_RULES, language, list(POI_COLOURS)).sort_values("rank", kind="stable")
     pois = pois[pois.label != ""]  # unnamed benches, switches, bins: clutter that tells the model nothing
@@ -155,16 +172,19 @@ def build_datasources(osm: OSMData, language: str | None) -> dict[str, mapnik.Me
     frames = {
         "landcover": areas[~is_water & ~is_building], "water": areas[is_water], "buildings": areas[is_building],
         "waterways": lines[lines.kind.isin(["river", "stream"])], "roads": lines[~lines.kind.isin(["river", "stream"])],
-        "area-labels": areas[areas.label != ""], "road-labels": named_roads, "pois": pois,
+        "road-labels": named_roads, "pois": pois,
     }
-    return {name: _datasource(frame) for name, frame in frames.items()}
+    named_areas = areas[areas.label != ""].set_geometry(shapely.make_valid(areas[areas.label != ""].geometry.values))
+    return MapLayers({name: _datasource(frame) for name, frame in frames.items()}, named_areas,
+                     shapely.STRtree(named_areas.geometry.values))
 
 
-def build_map(zoom: int, sources: dict[str, mapnik.MemoryDatasource]) -> mapnik.Map:
-    """A Mapnik map for one zoom with the shared datasources attached."""
+def build_map(zoom: int, layers: MapLayers) -> mapnik.Map:
+    """A Mapnik map for one zoom with the shared datasources attached (area labels: per tile)."""
     register_fonts()
     m = mapnik.Map(256, 256)
     mapnik.load_map_from_string(m, style_xml(zoom))
     for layer in m.layers:
-        layer.datasource = sources[layer.name]
+        if layer.name in layers.sources:
+            layer.datasource = layers.sources[layer.name]
     return m

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from sociomap.maps.osm_data import cached_osm
-from sociomap.maps.osm_mapnik import BUFFER_PX, build_datasources, build_map
+from sociomap.maps.osm_mapnik import BUFFER_PX, LAYERS, build_layers, build_map
 from sociomap.tiling.grid import tile_bounds_m
 
 #: PNG encoder settings pinned for byte-identical output: Pillow, RGB, zlib level 1 (measured faster
@@ -41,15 +41,17 @@ class _Renderer:
     """Per-process state: datasources built once, one Mapnik map per zoom."""
 
     def __init__(self, path: Path, language: str | None, bounds: tuple[float, ...] | None):
-        self.sources = build_datasources(cached_osm(path, bounds), language)
+        self.layers = build_layers(cached_osm(path, bounds), language)
         self.maps: dict[int, mapnik.Map] = {}
 
     def render(self, tile: mercantile.Tile, size: int) -> mapnik.Image:
-        m = self.maps.get(tile.z) or self.maps.setdefault(tile.z, build_map(tile.z, self.sources))
+        m = self.maps.get(tile.z) or self.maps.setdefault(tile.z, build_map(tile.z, self.layers))
         scale = size / BASE_SIZE
+        bounds = tile_bounds_m(tile, size)
         m.resize(size, size)
         m.buffer_size = int(BUFFER_PX * scale)
-        m.zoom_to_box(mapnik.Box2d(*tile_bounds_m(tile, size)))
+        m.zoom_to_box(mapnik.Box2d(*bounds))
+        m.layers[LAYERS.index("area-labels")].datasource = self.layers.area_labels(bounds)
         image = mapnik.Image(size, size)
         mapnik.render(m, image, scale)
         return image

@@ -32,6 +32,11 @@ def helsinki_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def dense_tile() -> mercantile.Tile:
+    return DENSE_TILE
+
+
+@pytest.fixture(scope="session")
 def helsinki(helsinki_path: Path) -> OSMData:
     return cached_osm(helsinki_path)
 
