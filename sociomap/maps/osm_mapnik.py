@@ -30,6 +30,9 @@ FIELDS = ("kind", "label", "area", "rank")
 #: then Droid Sans Fallback (CJK; bundled under fonts/, Apache-2.0).
 FACES = {"sans": "DejaVu Sans Book", "sans-bold": "DejaVu Sans Bold", "sans-italic": "DejaVu Sans Oblique"}
 CJK_FACE = "Droid Sans Fallback Regular"
+#: Below this zoom only the major POI kinds are drawn (as OSM Carto does, to keep the map readable).
+POI_MIN_ZOOM = 16
+MAJOR_POIS = frozenset({"transport", "education", "health"})
 LAYERS = ("landcover", "water", "waterways", "buildings", "roads", "area-labels", "road-labels", "pois")
 
 
@@ -93,7 +96,8 @@ def _label_styles(zoom: int) -> str:
     poi_rules = "".join(_rule(kind, (
         f'<MarkersSymbolizer marker-type="ellipse" width="6" height="6" fill="{colour}" stroke="#ffffff" '
         'stroke-width="1" allow-overlap="false" placement="point"/>'
-        + _text("sans", 9, colour, 'dy="7" wrap-width="60" margin="3" repeat-distance="150"'))) for kind, colour in POI_COLOURS.items())
+        + _text("sans", 9, colour, 'dy="7" wrap-width="60" margin="3" repeat-distance="150"')))
+        for kind, colour in POI_COLOURS.items() if zoom >= POI_MIN_ZOOM or kind in MAJOR_POIS)
     return (f'<Style name="area-labels">{area_rules}</Style><Style name="road-labels">{road_rules}</Style>'
             f'<Style name="pois">{poi_rules}</Style>')
 
