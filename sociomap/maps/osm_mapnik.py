@@ -8,6 +8,7 @@ and Mapnik's memory datasource keeps that order.
 from __future__ import annotations
 
 import functools
+import textwrap
 from dataclasses import dataclass
 from importlib import resources
 
@@ -33,6 +34,7 @@ CJK_FACE = "Droid Sans Fallback Regular"
 #: Below this zoom only the major POI kinds are drawn (as OSM Carto does, to keep the map readable).
 POI_MIN_ZOOM = 16
 MAJOR_POIS = frozenset({"transport", "education", "health"})
+POI_WRAP_CHARS = 16
 LAYERS = ("landcover", "water", "waterways", "buildings", "roads", "area-labels", "road-labels", "pois")
 
 
@@ -96,7 +98,7 @@ def _label_styles(zoom: int) -> str:
     poi_rules = "".join(_rule(kind, (
         f'<MarkersSymbolizer marker-type="ellipse" width="6" height="6" fill="{colour}" stroke="#ffffff" '
         'stroke-width="1" allow-overlap="false" placement="point"/>'
-        + _text("sans", 9, colour, 'dy="7" wrap-width="60" margin="3" repeat-distance="150"')))
+        + _text("sans", 9, colour, 'dy="7" margin="3" repeat-distance="150"')))
         for kind, colour in POI_COLOURS.items() if zoom >= POI_MIN_ZOOM or kind in MAJOR_POIS)
     return (f'<Style name="area-labels">{area_rules}</Style><Style name="road-labels">{road_rules}</Style>'
             f'<Style name="pois">{poi_rules}</Style>')
@@ -169,6 +171,8 @@ def build_layers(osm: OSMData, language: str | None) -> MapLayers:
     lines = lines.sort_values("rank", kind="stable")
     pois = _styled(osm.points, POI_RULES, language, list(POI_COLOURS)).sort_values("rank", kind="stable")
     pois = pois[pois.label != ""]  # unnamed benches, switches, bins: clutter that tells the model nothing
+    # Wrapped here once, not by Mapnik's wrap-width per tile (7 ms of 35 on the densest Helsinki tile).
+    pois = pois.assign(label=[textwrap.fill(t, POI_WRAP_CHARS, break_long_words=False) for t in pois.label])
     named_roads = lines[lines.kind.isin(NAMED_ROADS) & (lines.label != "")]
     road_rank = {k: i for i, k in enumerate(NAMED_ROADS)}
     named_roads = named_roads.assign(rank=named_roads.kind.map(road_rank)).sort_values("rank", kind="stable")
