@@ -1,0 +1,132 @@
+"""Qwen2.5-VL adapter: load, size the inputs like the reference, and run batched, left-padded generation.
+
+Shared work: within one generate() call every distinct image goes through the vision encoder once, so K
+queries of a tile (stage 1) pay for one vision pass over its map and satellite images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+from transformers.processing_utils import ProcessorMixin
+
+from sociomap.reasoning.prompts import chat_messages
+
+logger = logging.getLogger(__name__)
+
+
+class TileVLProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL processor without the video branch: the video processor needs torchvision, and
+    ProcessorMixin refuses video_processor=None (stack.md §2). Attributes come from this __init__ signature."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One decoded completion: `text` without special tokens (SAM parsing), `raw` with them (stage-2 prompt)."""
+
+    text: str
+    raw: str
+
+
+def model_input_size(processor: ProcessorMixin, tile_size: int) -> int:
+    """Square edge the VLM sees for a tile (Qwen smart_resize: 768 -> 756), from the processor's own limits."""
+    ip = processor.image_processor
+    size = getattr(ip, "size", None)
+    min_pixels = getattr(ip, "min_pixels", None) or (size and size.get("shortest_edge")) or 56 * 56
+    max_pixels = getattr(ip, "max_pixels", None) or (size and size.get("longest_edge")) or 28 * 28 * 1280
+    height, width = smart_resize(tile_size, tile_size, factor=ip.patch_size * ip.merge_size,
+                                 min_pixels=min_pixels, max_pixels=max_pixels)
+    return int(height)
+
+
+def resize_for_model(image: np.ndarray, processor: ProcessorMixin) -> Image.Image:
+    """(H, W, 3) uint8 -> PIL at model-input size with the processor's resample (reference `process_image`)."""
+    edge = model_input_size(processor, image.shape[0])
+    resample = getattr(processor.image_processor, "resample", Image.BICUBIC)
+    return Image.fromarray(image).resize((edge, edge), resample=resample)
+
+
+class _SharedVisionFeatures:
+    """Replaces the model's get_image_features for one call: runs the vision tower on distinct images only."""
+
+    def __init__(self, inner: torch.nn.Module):
+        self.inner, self.original, self.keys = inner, inner.get_image_features, None
+
+    def __call__(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor | None = None, **kwargs):
+        """Same output as the original; duplicates (same key) reuse the first copy's features."""
+        keys = self.keys
+        if keys is None or image_grid_thw is None or len(keys) != len(image_grid_thw) or len(set(keys)) == len(keys):
+            return self.original(pixel_values, image_grid_thw, **kwargs)
+        chunks = torch.split(pixel_values, image_grid_thw.prod(-1).tolist())
+        first = {key: i for i, key in reversed(list(enumerate(keys)))}
+        unique = sorted(first.values())
+        out = self.original(torch.cat([chunks[i] for i in unique]), image_grid_thw[unique], **kwargs)
+        position = {key: unique.index(first[key]) for key in first}
+        out.pooler_output = tuple(out.pooler_output[position[key]] for key in keys)
+        return out
+
+
+class VLMEngine:
+    """Batched generation over (user text, [map, satellite]) requests with the reference's chat template."""
+
+    def __init__(self, model: torch.nn.Module, processor: ProcessorMixin, generate_kwargs: dict):
+        self.model, self.processor, self.generate_kwargs = model, processor, generate_kwargs
+        processor.tokenizer.padding_side = "left"
+        self._vision = _SharedVisionFeatures(model.model)
+        model.model.get_image_features = self._vision
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+        return self.model.device
+
+    def chat_text(self, user_text: str) -> str:
+        """The full prompt string: chat template over [map image, satellite image, text], generation prompt on."""
+        return self.processor.apply_chat_template(chat_messages(user_text), tokenize=False, add_generation_prompt=True)
+
+    @torch.inference_mode()
+    def generate(self, texts: Sequence[str], images: Sequence[Sequence[Image.Image]]) -> list[Generation]:
+        """Generate for a batch of prompts; images[i] = [map, satellite] at model-input size, same objects may repeat."""
+        flat = [image for pair in images for image in pair]
+        inputs = self.processor(text=[self.chat_text(t) for t in texts], images=flat, padding=True,
+                                return_tensors="pt").to(self.device)
+        self._vision.keys = [id(image) for image in flat]
+        try:
+            out = self.model.generate(**inputs, **self.generate_kwargs)
+        finally:
+            self._vision.keys = None
+        new = out[:, inputs["input_ids"].shape[1]:]
+        texts_clean = self.processor.batch_decode(new, skip_special_tokens=True)
+        texts_raw = self.processor.batch_decode(new, skip_special_tokens=False)
+        return [Generation(text=c, raw=r) for c, r in zip(texts_clean, texts_raw)]
+
+
+def generate_kwargs(greedy: bool, temperature: float, top_p: float, top_k: int, max_new_tokens: int,
+                    pad_token_id: int | None) -> dict:
+    """Keyword arguments for model.generate: the reference's sampling, or plain argmax when greedy."""
+    if greedy:
+        sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    else:
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k}
+    return {**sampling, "max_new_tokens": max_new_tokens, "num_beams": 1, "pad_token_id": pad_token_id}
+
+
+def load_vlm(path: Path, device: torch.device, dtype: torch.dtype) -> tuple[torch.nn.Module, ProcessorMixin]:
+    """Qwen2.5-VL model (safetensors only) and its processor from a local folder."""
+    processor = TileVLProcessor.from_pretrained(path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True)
+    return model.to(device).eval(), processor

@@ -1,0 +1,45 @@
+"""Tiny random checkpoints (built once per session) and small tiles for the reasoning tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sociomap.reasoning import ReasonerConfig, TilePair, build_tiny_checkpoint, load_reasoner
+from sociomap.reasoning.tiny import TINY_SAM_DIRS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_hub(tmp_path_factory):
+    """No progress bars, and never the network."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """Tiny VLM + HF Sam2 folder."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), "sam2")
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_dir):
+    """Greedy, short-generation config on the tiny checkpoint."""
+    return ReasonerConfig(model=str(tiny_dir / "vlm"), sam=str(tiny_dir / TINY_SAM_DIRS["sam2"]), greedy=True,
+                          max_new_tokens=8, offline=True, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def reasoner(tiny_config):
+    """The loaded tiny reasoner (shared; tests must not mutate it)."""
+    return load_reasoner(tiny_config)
+
+
+def make_tiles(n: int, size: int = 112, seed: int = 0) -> list[TilePair]:
+    """n random tile pairs of size x size."""
+    rng = np.random.default_rng(seed)
+    return [TilePair(rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+                     rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
