@@ -125,17 +125,17 @@ def _check(config: RunConfig) -> None:
         logger.info("both --map and --osm given: the map comes from --map")
 
 
-def _map_source(config: RunConfig) -> MapSource | None:
+def _map_source(config: RunConfig, bounds: tuple[float, float, float, float]) -> MapSource | None:
     if config.map is not None:
         return open_map_source(config.map)
     if config.osm is not None and config.reasoner_kind == "socioreasoner":
-        return open_map_source(config.osm, language=config.map_language)
+        return open_map_source(config.osm, language=config.map_language, bounds_wgs84=bounds)
     return None
 
 
-def _segmenter_spec(config: RunConfig) -> SegmenterSpec:
+def _segmenter_spec(config: RunConfig, bounds: tuple[float, float, float, float]) -> SegmenterSpec:
     if config.reasoner_kind == "osm":
-        return SegmenterSpec("osm", osm=Path(config.osm))
+        return SegmenterSpec("osm", osm=Path(config.osm), osm_bounds=bounds)
     return SegmenterSpec("socioreasoner", reasoner=config.reasoner)
 
 
@@ -168,27 +168,27 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
     started = time.time()
     with output_lock(state):
         mosaic = Mosaic(Path(config.image), config.tiling.bands, config.tiling.rescale)
-        base = dict(mosaic=mosaic, map_source=_map_source(config), segmenter=_segmenter_spec(config),
+        bounds = mosaic.geographic_bounds()
+        base = dict(mosaic=mosaic, map_source=_map_source(config, bounds), segmenter=_segmenter_spec(config, bounds),
                     queries=tuple(queries), size=config.tiling.tile_size, cache_root=state / "cache",
                     merge=config.merge, force=config.force, dry_run=config.dry_run)
         summary.tiles_total = sum(1 for _ in mosaic.tiles(config.tiling.zoom))
         reporter.start(summary.tiles_total, queries)
         staging = state / "staging" / summary.run_id
-        store = PieceStore(staging)
         try:
-            _execute(config, summary, store, _batches(mosaic, config, base), reporter)
-            store.close()
-            if config.dry_run:
-                return summary
-            if summary.failed_tiles:
-                _write_manifest(config, summary, started, status="failed")
-                raise TilesFailedError(
-                    f"{len(summary.failed_tiles)} tile(s) failed after retries "
-                    f"(see {state / f'failed-{summary.run_id}.json'}); "
-                    "the previous layers were kept; re-run to retry only those tiles"
-                )
-            reporter.stage("merging")
-            _merge_and_publish(config, summary, store, state, reporter)
+            with PieceStore(staging) as store:
+                _execute(config, summary, store, _batches(mosaic, config, base), reporter)
+                if config.dry_run:
+                    return summary
+                if summary.failed_tiles:
+                    _write_manifest(config, summary, started, status="failed")
+                    raise TilesFailedError(
+                        f"{len(summary.failed_tiles)} tile(s) failed after retries "
+                        f"(see {state / f'failed-{summary.run_id}.json'}); "
+                        "the previous layers were kept; re-run to retry only those tiles"
+                    )
+                reporter.stage("merging")
+                _merge_and_publish(config, summary, store, state, reporter)
             _write_manifest(config, summary, started, status="ok")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -226,7 +226,8 @@ def _merge_and_publish(config: RunConfig, summary: RunSummary, store: object, st
         summary.layers[name] = len(gdf)
         summary.seam_features += int(gdf["crosses_seam"].sum()) if "crosses_seam" in gdf else 0
     summary.seconds["merge"] += time.perf_counter() - start
-    for name in sorted(wanted - set(summary.layers)):
+    for name in sorted(wanted - set(summary.layers)):  # asked for, nothing found: still one (empty) layer
+        merged.append((name, empty_layer()))
         summary.layers[name] = 0
     reporter.stage("writing")
     start = time.perf_counter()
@@ -234,11 +235,20 @@ def _merge_and_publish(config: RunConfig, summary: RunSummary, store: object, st
     metadata = {"run_id": summary.run_id, "model": summary.identity.get("model", ""),
                 "random_weights": str(summary.random_weights).lower()}
     paths = write_geopackages(merged, pending, crs=config.crs, metadata=metadata, combined=config.combined,
-                              formats=config.formats, layer_names=sorted(wanted))
+                              formats=("gpkg", *config.formats))
     summary.outputs = [str(_publish(p, Path(config.out))) for p in paths]
     _remove_stale_layers(Path(config.out), summary.outputs)
     shutil.rmtree(pending, ignore_errors=True)
     summary.seconds["write"] += time.perf_counter() - start
+
+
+def empty_layer() -> object:
+    """A feature-less layer with the run schema, so every requested socio-function gets its file."""
+    import geopandas as gpd
+
+    from sociomap.merge.reconcile import COLUMNS
+
+    return gpd.GeoDataFrame({c: [] for c in COLUMNS}, geometry=[], crs="EPSG:3857")
 
 
 def _publish(path: Path, out: Path) -> Path:

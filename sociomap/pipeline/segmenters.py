@@ -55,6 +55,7 @@ class SegmenterSpec:
     kind: str
     reasoner: object | None = None  # sociomap.reasoning.ReasonerConfig for kind "socioreasoner"
     osm: Path | None = None  # OSM file for kind "osm"
+    osm_bounds: tuple[float, float, float, float] | None = None  # only this area (WGS84) is loaded
 
 
 class ReasonerSegmenter:
@@ -117,9 +118,9 @@ class OSMSegmenter:
     needs_map = False
 
     def __init__(self, spec: SegmenterSpec) -> None:
-        from sociomap.maps.osm import OSMSegmenter as _OSM
+        from sociomap.maps.osm_features import OSMSegmenter as _OSM
 
-        self._osm = _OSM(Path(spec.osm))
+        self._osm = _OSM(Path(spec.osm), spec.osm_bounds)
 
     def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
         out = []

@@ -171,6 +171,6 @@ def _provenance(query: Query, meta: dict, cache: TileCache, key: str) -> dict:
     return {
         "query": query.text,
         "function": query.function,
-        "prompts": json.dumps(prompts) if prompts else "",
-        "reasoning": str(cache.path(key).relative_to(cache.root)) if "stage1_text" in meta else "",
+        "prompts": json.dumps(prompts) if prompts else None,
+        "reasoning": str(cache.path(key).relative_to(cache.root)) if "stage1_text" in meta else None,
     }

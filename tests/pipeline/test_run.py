@@ -60,7 +60,7 @@ def _valid_footprint_3857(image: Path):
 def test_an_object_cut_by_a_seam_comes_back_whole(osm_run_config):
     import mercantile
 
-    from sociomap.maps.osm import socio_features
+    from sociomap.maps.osm_features import socio_features
     from sociomap.taxonomy import resolve_query
     from sociomap.tiling.grid import tile_bounds_m
 
