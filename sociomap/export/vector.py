@@ -84,5 +84,6 @@ def _write(frame: gpd.GeoDataFrame, path: Path, layer: str, fmt: str, metadata: 
             layer_metadata=(metadata or None) if fmt == "gpkg" else None,
         )
     except Exception as exc:  # pyogrio raises DataSourceError/FieldError/OSError variants
-        path.unlink(missing_ok=True) if not append_layer else None
+        if not append_layer:
+            path.unlink(missing_ok=True)
         raise ExportError(f"cannot write layer {layer!r} to {path.name} ({exc}); check free space and permissions") from exc
