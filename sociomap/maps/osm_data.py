@@ -15,6 +15,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import osmium
+import pandas as pd
 import shapely
 import shapely.wkb
 from osmium.geom import WKBFactory
@@ -41,6 +42,8 @@ POI_KEYS = frozenset({
 STYLE_KEYS = frozenset({"area", "bridge", "tunnel", "layer", "service", "sport", "religion", "ref", "station"})
 EXTENSIONS = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".osm.xml")
 _LINEAR_ONLY = {"highway", "barrier", "railway", "waterway"}
+#: Values of otherwise linear keys that are areas (railway=station, waterway=riverbank, ...).
+_AREA_VALUES = {"station", "platform", "riverbank", "dock", "basin"}
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,6 @@ def _is_area_feature(tags: dict[str, str]) -> bool:
     if tags.get("area") == "yes":
         return True
     return any(k in AREA_KEYS and not (k in _LINEAR_ONLY and tags.get(k) not in _AREA_VALUES) for k in tags)
-
-
-#: Values of otherwise linear keys that are areas (railway=station, waterway=riverbank, ...).
-_AREA_VALUES = {"station", "platform", "riverbank", "dock", "basin"}
 
 
 def _is_line_feature(tags: dict[str, str]) -> bool:
@@ -221,17 +220,11 @@ def load_osm(path: str | Path, bounds_wgs84: tuple[float, float, float, float] |
     if len(sea):
         sea_rows = gpd.GeoDataFrame({"osm_id": ["coastline"] * len(sea), "tags": [{"natural": "sea"}] * len(sea)},
                                     geometry=list(sea), crs=3857)
-        areas = gpd.GeoDataFrame(_concat([sea_rows, areas]), crs=3857)
+        areas = gpd.GeoDataFrame(pd.concat([sea_rows, areas], ignore_index=True), crs=3857)
     data = OSMData(path, areas, _frame_gdf(rows["lines"]), _frame_gdf(rows["points"]), bounds_m)
     if not (len(data.areas) or len(data.lines) or len(data.points)):
         logger.warning("%s: no OSM features inside %s; the map will be blank", path, bounds_wgs84)
     return data
-
-
-def _concat(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
-    import pandas as pd
-
-    return pd.concat(frames, ignore_index=True)
 
 
 @functools.lru_cache(maxsize=4)

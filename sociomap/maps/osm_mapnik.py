@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from importlib import resources
 
 import geopandas as gpd
-import mapnik
 import numpy as np
 import shapely
 
+from sociomap.maps.mapnik_env import mapnik
 from sociomap.maps.osm_data import OSMData
 from sociomap.maps.osm_style import (
     AREA_COLOURS, AREA_RULES, AREA_TEXT, LAND, LINE_STYLE, NAMED_ROADS, POI_COLOURS, POI_RULES,

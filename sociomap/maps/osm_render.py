@@ -12,11 +12,11 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import mapnik
 import mercantile
 import numpy as np
 from PIL import Image
 
+from sociomap.maps.mapnik_env import mapnik
 from sociomap.maps.osm_data import cached_osm
 from sociomap.maps.osm_mapnik import BUFFER_PX, LAYERS, build_layers, build_map
 from sociomap.tiling.grid import tile_bounds_m

@@ -7,13 +7,13 @@ import pickle
 import subprocess
 import sys
 
-import mapnik
 import mercantile
 import numpy as np
 import pytest
 import shapely
 from rasterio.features import rasterize
 
+from sociomap.maps.mapnik_env import mapnik
 from sociomap.maps.osm_features import socio_features
 from sociomap.maps.osm_render import OSMMap
 from sociomap.maps.osm_style import AREA_COLOURS, AREA_TEXT
@@ -121,3 +121,10 @@ def test_cjk_names_render_and_language_prefers_name_xx(small_osm):
     for image in (native, english):
         assert _near(image, AREA_TEXT["park"], 40).sum() > 30
     assert not np.array_equal(native, english)
+
+
+def test_importing_the_renderer_leaves_rasterio_epsg_lookups_working():
+    code = ("import sociomap.maps.osm_render, rasterio.crs; "
+            "print(rasterio.crs.CRS.from_epsg(3857).to_epsg())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "3857", done.stderr
