@@ -49,11 +49,13 @@ def load_toml_defaults(ctx: click.Context, param: click.Parameter, value: str | 
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise click.BadParameter(f"{path}: cannot read TOML ({exc})", ctx=ctx, param=param) from exc
     data = data.get(ctx.command.name, data)  # a [run] table or top-level keys
-    known = {p.name for p in ctx.command.params if p.name}
+    known = {p.name: p.name for p in ctx.command.params if p.name}  # arguments (image) by their name
+    for p in ctx.command.params:  # options by the flag the user types: --tile-size -> tile_size
+        known.update({o.lstrip("-").replace("-", "_"): p.name for o in p.opts if o.startswith("--")})
     defaults = {}
     for key, val in data.items():
-        name = key.replace("-", "_")
-        if name not in known or name == "config":
+        name = known.get(key.replace("-", "_"))
+        if name is None or name == "config":
             raise click.BadParameter(f"{path}: unknown key {key!r}; keys are the option names of "
                                      f"`sociomap {ctx.command.name} --help`", ctx=ctx, param=param)
         defaults[name] = val

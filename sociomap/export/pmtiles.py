@@ -48,10 +48,14 @@ def write_pmtiles(
     """
     if not 0 <= minzoom <= maxzoom <= 24:
         raise ExportError(f"PMTiles zooms {minzoom}..{maxzoom}: need 0 <= --minzoom <= --maxzoom <= 24")
+    names = list(layers)
     layers = {name: frame for name, frame in layers.items() if len(frame)}
-    if not layers:
-        raise ExportError(f"{Path(path).name}: no features in any layer; nothing to tile")
     path = Path(path)
+    if not layers:  # a month with nothing found still gets a valid archive, so cron chains keep working
+        logger.warning("%s: no features in any layer; writing an empty archive with layers %s", path.name, names)
+        _write_empty(names, path)
+        verify_pmtiles(path, names)
+        return path
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     binary = tippecanoe_binary()
     if engine == "tippecanoe" and binary is None:
@@ -144,6 +148,23 @@ def _write_python(layers: dict[str, gpd.GeoDataFrame], out: Path, minzoom: int, 
             {"name": "sociomap", "format": "pbf",
              "vector_layers": [{"id": n, "fields": fields[n], "minzoom": minzoom, "maxzoom": maxzoom} for n in layers]},
         )
+
+
+def _write_empty(names: list[str], out: Path) -> None:
+    """A valid archive declaring ``names`` with one empty tile (0/0/0): the pmtiles writer cannot
+    finalize an archive without tiles, and map clients need the layer list to style it."""
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    with open(tmp, "wb") as f:
+        writer = Writer(f)
+        writer.write_tile(zxy_to_tileid(0, 0, 0), gzip.compress(b"", mtime=0))  # an MVT with no layers
+        writer.finalize(
+            {"tile_type": TileType.MVT, "tile_compression": Compression.GZIP, "min_zoom": 0, "max_zoom": 0,
+             "min_lon_e7": 0, "min_lat_e7": 0, "max_lon_e7": 0, "max_lat_e7": 0, "center_zoom": 0,
+             "center_lon_e7": 0, "center_lat_e7": 0},
+            {"name": "sociomap", "format": "pbf", "empty": True,
+             "vector_layers": [{"id": n, "fields": {}} for n in names]},
+        )
+    os.replace(tmp, out)
 
 
 def _encode_tile(tile: mercantile.Tile, index: dict) -> bytes | None:

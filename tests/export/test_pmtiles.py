@@ -46,3 +46,11 @@ def test_auto_falls_back_to_python_when_tippecanoe_fails(tmp_path, layers, monke
 def test_bad_zooms_are_refused(tmp_path, layers):
     with pytest.raises(ExportError, match="minzoom"):
         write_pmtiles(layers, tmp_path / "out.pmtiles", minzoom=16, maxzoom=12)
+
+
+def test_empty_layers_still_give_a_valid_archive(tmp_path, layers):
+    empty = {name: frame.iloc[:0] for name, frame in layers.items()}
+    path = write_pmtiles(empty, tmp_path / "empty.pmtiles")
+    summary = verify_pmtiles(path, list(empty))
+    assert summary["layers"] == sorted(empty) and summary["tiles"] == 1
+    assert features_at(path, 24.9412, 60.1704, 0) == {}

@@ -131,7 +131,7 @@ def test_failing_tiles_are_reported_and_previous_layers_kept(osm_run_config, map
     data = Path(map_4326).read_bytes()
     broken.write_bytes(data[: len(data) // 3])
     cfg = replace(osm_run_config, reasoner_kind="socioreasoner", map=broken)
-    with pytest.raises((TilesFailedError, Exception)):
+    with pytest.raises(TilesFailedError, match="failed after retries"):
         run(cfg)
     assert layer_wkbs(osm_run_config.out / "park_and_greenspace.gpkg") == before
 
