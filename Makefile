@@ -26,7 +26,7 @@ demo: venv
 		--map examples/berkeley/osm_carto_ucb_campus.tif \
 		--classes park,school,"sport and cultural" \
 		--model $(DEMO_OUT)/tiny-random-model/vlm --sam $(DEMO_OUT)/tiny-random-model/sam2 \
-		--out $(DEMO_OUT)/layers
+		--max-new-tokens 48 --out $(DEMO_OUT)/layers
 	$(BIN)/sociomap export $(DEMO_OUT)/layers --format pmtiles
 
 test: venv

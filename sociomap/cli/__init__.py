@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 
@@ -34,12 +35,17 @@ def configure_logging(verbosity: int, json_logs: bool = False) -> None:
     from rich.logging import RichHandler
 
     level = max(logging.DEBUG, logging.WARNING - 10 * verbosity)
+    # Dask configures its own loggers when imported (also in worker processes, which inherit the env):
+    # keep its chatter at WARNING unless -vv asks for debug output.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbosity >= 2 else "warning")
+    if verbosity < 1:  # our progress bar is the one to watch; no per-file weight-loading bars
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if json_logs:
         handler: logging.Handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
     else:
         handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler], force=True, format="%(message)s")
     for noisy in ("distributed", "rasterio", "fiona", "urllib3", "httpx", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 

@@ -246,9 +246,13 @@ def empty_layer() -> object:
     """A feature-less layer with the run schema, so every requested socio-function gets its file."""
     import geopandas as gpd
 
+    import pandas as pd
+
     from sociomap.merge.reconcile import COLUMNS
 
-    return gpd.GeoDataFrame({c: [] for c in COLUMNS}, geometry=[], crs="EPSG:3857")
+    dtypes = {"area_m2": "float64", "n_tiles": "int64", "n_pieces": "int64", "crosses_seam": "bool"}
+    columns = {c: pd.Series([], dtype=dtypes.get(c, "object")) for c in COLUMNS}
+    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs="EPSG:3857"), crs="EPSG:3857")
 
 
 def _publish(path: Path, out: Path) -> Path:
