@@ -88,7 +88,8 @@ def test_tiny_model_run_warns_loudly_about_random_weights(runner, utm_mosaic, ma
     out = tmp_path / "out"
     result = runner.invoke(cli, ["run", str(utm_mosaic), "-c", "park,school", "-o", str(out), "--map", str(map_4326),
                                  "--model", str(tiny_checkpoint / "vlm"), "--sam", str(tiny_checkpoint / "sam2"),
-                                 "--greedy", "--max-new-tokens", "24", "--tile-size", "256", "--workers", "0"])
+                                 "--greedy", "--max-new-tokens", "24", "--tile-size", "256", "--zoom", "15",
+                                 "--workers", "0"])
     assert result.exit_code == 0, result.output
     assert "RANDOM WEIGHTS" in result.output
     assert (out / "park_and_greenspace.gpkg").exists() and (out / "educational.gpkg").exists()

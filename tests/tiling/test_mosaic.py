@@ -39,6 +39,7 @@ def test_a_known_point_lands_on_the_right_pixel(tmp_path):
     assert img.rgb[int(row) + 40 if row < 400 else int(row) - 40, int(col)].max() < 100
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 @pytest.mark.parametrize("problem, message", [
     ("missing", "no such file"),
     ("nocrs", "has no CRS"),
