@@ -90,8 +90,11 @@ def run(ctx: click.Context, image: Path | None, classes: tuple[str, ...] | None,
             console.print("[bold red]RANDOM WEIGHTS: this run used a random-initialised test checkpoint. "
                           "The layers are meaningless and are NOT results.[/]")
     if config.dry_run:
+        estimate = ("unknown until a first run" if summary.estimate_seconds is None
+                    else f"about {summary.estimate_seconds / 60:.1f} worker-minutes of model time")
         click.echo(f"dry run: {summary.tiles_total} tiles ({summary.tiles_empty} without data), "
-                   f"{summary.results_computed} model calls needed, {summary.results_reused} already cached")
+                   f"{summary.results_computed} model calls needed, {summary.results_reused} already cached; "
+                   f"estimate: {estimate}")
 
 
 def build_run_config(image: Path, classes: tuple[str, ...], out: Path, kw: dict) -> object:

@@ -78,6 +78,7 @@ class RunSummary:
     outputs: list[str] = field(default_factory=list)
     identity: dict[str, str] = field(default_factory=dict)
     executor: str = ""
+    estimate_seconds: float | None = None  # dry runs: model time still needed, from the last run's rate
 
     @property
     def random_weights(self) -> bool:
@@ -179,6 +180,7 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
             with PieceStore(staging) as store:
                 _execute(config, summary, store, _batches(mosaic, config, base), reporter)
                 if config.dry_run:
+                    summary.estimate_seconds = estimate_model_seconds(out / MANIFEST, summary.results_computed)
                     return summary
                 if summary.failed_tiles:
                     _write_manifest(config, summary, started, status="failed")
@@ -211,6 +213,16 @@ def _execute(config: RunConfig, summary: RunSummary, store: object, jobs: Iterat
                 store.add(piece.layer, piece.tile, piece.geometries,
                           {**piece.attrs, "run_id": summary.run_id, "model": model})
             reporter.advance(len(job.tiles), result)
+
+
+def estimate_model_seconds(manifest: Path, calls: int) -> float | None:
+    """Model seconds for ``calls`` (tile, query) results at the previous run's per-result rate, if known."""
+    previous = read_manifest(manifest) or {}
+    done = previous.get("counts", {}).get("results_computed", 0)
+    spent = previous.get("seconds", {}).get("model")
+    if not done or not spent:
+        return None
+    return calls * spent / done
 
 
 def _merge_and_publish(config: RunConfig, summary: RunSummary, store: object, state: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -103,3 +104,16 @@ def test_missing_model_offline_is_exit_4_with_a_fix(runner, utm_mosaic, map_4326
                                  "--workers", "0", "--tile-size", "256"])
     assert result.exit_code == 4
     assert "no-such-model" in result.output and ("model pull" in result.output or "--model" in result.output)
+
+
+def test_model_run_with_maps_rendered_from_osm(runner, utm_mosaic, tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["run", str(utm_mosaic), "-c", "library", "-o", str(out), "--osm", str(HELSINKI_PBF),
+                                 "--map-language", "en", "--model", str(tiny_checkpoint / "vlm"),
+                                 "--sam", str(tiny_checkpoint / "sam2"), "--greedy", "--max-new-tokens", "8",
+                                 "--zoom", "15", "--tile-size", "256", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["config"]["osm"] == str(HELSINKI_PBF) and manifest["random_weights"] is True
+    assert manifest["counts"]["results_computed"] == manifest["counts"]["tiles_read"] > 0
+    assert (out / "sport_and_cultural.gpkg").exists()

@@ -113,9 +113,13 @@ def test_dry_run_counts_and_writes_nothing(osm_run_config):
     summary = run(replace(osm_run_config, dry_run=True))
     assert summary.tiles_total > 0 and summary.results_computed == summary.tiles_read * 2
     assert not list(osm_run_config.out.glob("*.gpkg")) and not (osm_run_config.out / "run.json").exists()
+    assert summary.estimate_seconds is None  # no previous run to take a rate from
     run(osm_run_config)
     again = run(replace(osm_run_config, dry_run=True))
     assert again.results_computed == 0 and again.results_reused == summary.results_computed
+    assert again.estimate_seconds == 0.0
+    forced = run(replace(osm_run_config, dry_run=True, force=True))
+    assert forced.results_computed == summary.results_computed and forced.estimate_seconds > 0
 
 
 def test_a_second_run_on_the_same_output_is_refused(osm_run_config):
