@@ -33,6 +33,7 @@ class ExecutorConfig:
     memory_limit: str = "auto"
     window: int | None = None
     retries: int = 2
+    use_gpus: bool = True  # False: never look for GPUs (the OSM baseline needs none, nor torch)
 
 
 class InProcessExecutor:
@@ -132,7 +133,7 @@ def open_executor(config: ExecutorConfig) -> Iterator[InProcessExecutor | DaskEx
         return
     from distributed import Client, LocalCluster
 
-    gpus = gpu_count()
+    gpus = gpu_count() if config.use_gpus else 0
     # One worker per GPU (2 threads: one feeds tiles while the other runs the model); on CPU a single
     # worker by default, since a VLM is memory-bound and torch already uses every core.
     n = config.workers or max(gpus, 1)

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -199,7 +199,8 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
 
 def _execute(config: RunConfig, summary: RunSummary, store: object, jobs: Iterator[BatchJob],
              reporter: Reporter) -> None:
-    with open_executor(config.executor) as executor:
+    executor_config = replace(config.executor, use_gpus=config.reasoner_kind != "osm")
+    with open_executor(executor_config) as executor:
         summary.executor = executor.name
         for job, result, error in executor.map_unordered(prepare_batch, finish_batch, jobs):
             if error is not None:
