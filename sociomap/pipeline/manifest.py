@@ -8,6 +8,8 @@ import json
 import os
 import platform
 import tempfile
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 #: Files larger than this get a quick fingerprint (size, mtime, first and last MiB) instead of a full sha256.
@@ -60,3 +62,40 @@ def read_manifest(path: Path) -> dict | None:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+def build_manifest(status: str, summary: object, config: object, inputs: dict, started: float) -> dict:
+    """The run.json record of a RunSummary and its RunConfig."""
+    return {
+        "status": status,
+        "run_id": summary.run_id,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds_total": round(time.time() - started, 3),
+        "inputs": inputs,
+        "config": _jsonable(asdict(config)),
+        "queries": [asdict(q) for q in summary.queries],
+        "segmenter": summary.identity,
+        "random_weights": summary.random_weights,
+        "versions": versions(),
+        "executor": summary.executor,
+        "counts": {
+            "tiles_total": summary.tiles_total, "tiles_empty": summary.tiles_empty,
+            "tiles_read": summary.tiles_read, "results_computed": summary.results_computed,
+            "results_reused": summary.results_reused, "tiles_failed": len(summary.failed_tiles),
+            "seam_features": summary.seam_features,
+        },
+        "failed_tiles": summary.failed_tiles,
+        "seconds": {k: round(v, 3) for k, v in summary.seconds.items()},
+        "layers": summary.layers,
+        "outputs": summary.outputs,
+    }
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

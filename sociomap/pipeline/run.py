@@ -25,7 +25,7 @@ from sociomap.errors import ConfigError, TilesFailedError
 from sociomap.maps.base import MapSource, open_map_source
 from sociomap.pipeline.executor import ExecutorConfig, open_executor
 from sociomap.pipeline.lock import output_lock
-from sociomap.pipeline.manifest import file_fingerprint, read_manifest, versions, write_json_atomic
+from sociomap.pipeline.manifest import build_manifest, file_fingerprint, read_manifest, write_json_atomic
 from sociomap.pipeline.segmenters import SegmenterSpec
 from sociomap.pipeline.tasks import BatchJob, BatchResult, finish_batch, prepare_batch
 from sociomap.taxonomy import Query, resolve_queries
@@ -287,40 +287,8 @@ def _write_manifest(config: RunConfig, summary: RunSummary, started: float, stat
         p = getattr(config, name)
         if p is not None and Path(p).is_file():
             inputs[name] = file_fingerprint(Path(p))
-    data = {
-        "status": status,
-        "run_id": summary.run_id,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds_total": round(time.time() - started, 3),
-        "inputs": inputs,
-        "config": _jsonable(asdict(config)),
-        "queries": [asdict(q) for q in summary.queries],
-        "segmenter": summary.identity,
-        "random_weights": summary.random_weights,
-        "versions": versions(),
-        "executor": summary.executor,
-        "counts": {
-            "tiles_total": summary.tiles_total, "tiles_empty": summary.tiles_empty,
-            "tiles_read": summary.tiles_read, "results_computed": summary.results_computed,
-            "results_reused": summary.results_reused, "tiles_failed": len(summary.failed_tiles),
-            "seam_features": summary.seam_features,
-        },
-        "failed_tiles": summary.failed_tiles,
-        "seconds": {k: round(v, 3) for k, v in summary.seconds.items()},
-        "layers": summary.layers,
-        "outputs": summary.outputs,
-    }
+    data = build_manifest(status, summary, config, inputs, started)
     if status != "ok":  # keep the last good manifest; record the failure beside it
         write_json_atomic(Path(config.out) / STATE_DIR / f"failed-{summary.run_id}.json", data)
         return
     write_json_atomic(Path(config.out) / MANIFEST, data)
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
