@@ -117,3 +117,11 @@ def test_model_run_with_maps_rendered_from_osm(runner, utm_mosaic, tiny_checkpoi
     assert manifest["config"]["osm"] == str(HELSINKI_PBF) and manifest["random_weights"] is True
     assert manifest["counts"]["results_computed"] == manifest["counts"]["tiles_read"] > 0
     assert (out / "sport_and_cultural.gpkg").exists()
+
+
+def test_json_logs_mode_writes_only_json_lines_on_stderr(utm_mosaic, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sociomap", "--json-logs", "-v", "run", str(utm_mosaic), "-c", "park",
+                           "-o", str(tmp_path / "o"), *OSM_ARGS], env=subprocess_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    assert records and {"time", "level", "logger", "message"} <= set(records[0])
