@@ -35,6 +35,23 @@ class TileVLProcessor(Qwen2_5_VLProcessor):
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
+    def _process_images(self, images, **kwargs):
+        """Preprocess each distinct image object once: a tile's map and satellite repeat for each of its queries,
+        and at 756 px the image processor costs about 60 ms per image on CPU. Same output as processing all."""
+        images = list(images)
+        slot: dict[int, int] = {}
+        for image in images:
+            slot.setdefault(id(image), len(slot))
+        if len(slot) == len(images):
+            return super()._process_images(images, **kwargs)
+        processed, replacements = super()._process_images(list({id(im): im for im in images}.values()), **kwargs)
+        index = [slot[id(image)] for image in images]
+        grid = torch.as_tensor(processed["image_grid_thw"])
+        chunks = torch.split(torch.as_tensor(processed["pixel_values"]), grid.prod(-1).tolist())
+        processed["pixel_values"] = torch.cat([chunks[i] for i in index])
+        processed["image_grid_thw"] = grid[index]
+        return processed, [replacements[i] for i in index]
+
 
 @dataclass(frozen=True)
 class Generation:
