@@ -77,6 +77,9 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int, default=224)
     parser.add_argument("--hidden", type=int, default=384)
     parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--kv-heads", type=int, default=None,
+                        help="key/value heads of the random model (default half the query heads; the real 3B model "
+                             "has 2 for 16 query heads, which makes its KV cache small next to its weights)")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1,
@@ -85,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp(prefix="bench_reasoner_"))
-    build_tiny_vlm(folder / "vlm", hidden=args.hidden, layers=args.layers)
+    build_tiny_vlm(folder / "vlm", hidden=args.hidden, layers=args.layers, kv_heads=args.kv_heads)
     _tiny_sam2(folder / "sam2")
     config = ReasonerConfig(model=str(folder / "vlm"), sam=str(folder / "sam2"), greedy=True, device="cpu",
                             max_new_tokens=args.new_tokens, batch_size=args.batch_size, offline=True)
@@ -106,7 +109,9 @@ def main() -> None:
 
     n = args.tiles * args.queries
     same = sum(a == b for a, b in zip(naive, engine))
-    print(f"model {params / 1e6:.1f} M params, {args.tiles} tiles x {args.queries} queries = {n} samples, "
+    text = reasoner.engine.model.config.text_config
+    print(f"model {params / 1e6:.1f} M params ({text.num_attention_heads} query / {text.num_key_value_heads} kv "
+          f"heads), {args.tiles} tiles x {args.queries} queries = {n} samples, "
           f"tile {args.tile_size} px, {args.new_tokens} new tokens/stage, batch {args.batch_size}, "
           f"{torch.get_num_threads()} threads")
     shared, own = stage1_prompt_split(reasoner.engine, tiles[0], queries)
