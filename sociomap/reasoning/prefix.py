@@ -15,7 +15,6 @@ cache the caller built, and vLLM's prefix caching is GPU-only.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -68,11 +67,6 @@ def left_pad(seqs: Sequence[torch.Tensor], value: int) -> tuple[torch.Tensor, to
     return padded, mask.to(padded.device)
 
 
-def _cache_key(model: torch.nn.Module) -> str:
-    """The cache keyword of forward/generate: `cache` since transformers 5.24, `past_key_values` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 def _leader_images(inputs: BatchFeature, images_per_row: Sequence[int], leaders: list[int]) -> dict:
     """pixel_values / image_grid_thw of the leader rows only (the processor output holds every row's images)."""
     grid = inputs["image_grid_thw"]
@@ -101,7 +95,7 @@ def generate_with_shared_prefixes(model: torch.nn.Module, inputs: BatchFeature, 
     prefix_positions, _ = left_pad([row_positions[r][:, :n] for r, n in zip(groups.leader, groups.length)], 0)
     cache = DynamicCache(config=model.config)
     model.model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=prefix_positions, use_cache=True,
-                **_leader_images(inputs, [len(k) for k in image_keys], groups.leader), **{_cache_key(model): cache})
+                **_leader_images(inputs, [len(k) for k in image_keys], groups.leader), cache=cache)
     select = torch.tensor(groups.row_group, device=prefix_ids.device)
     cache.reorder_cache(select)
 
@@ -114,5 +108,5 @@ def generate_with_shared_prefixes(model: torch.nn.Module, inputs: BatchFeature, 
     mrope_positions = torch.cat([prefix_positions[:, select], suffix_positions], dim=-1)
     position_ids = torch.cat([text_positions[None], mrope_positions])  # (4, B, N), as generate builds them
     out = model.generate(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         **{_cache_key(model): cache}, **generate_kwargs)
+                         cache=cache, **generate_kwargs)
     return out[:, input_ids.shape[1]:]
