@@ -36,12 +36,16 @@ def _mask_overlay(mask: np.ndarray, size: tuple[int, int]) -> Image.Image:
 
 
 def render_stage2_images(images: list[Image.Image], stage1_answer: str, coarse_mask: np.ndarray) -> list[Image.Image]:
-    """Draw stage-1 boxes and the coarse mask on each model-input image (RGB, model-input size) -> new RGB images.
+    """Draw stage-1 boxes and the coarse mask on each model-input image (RGB, model-input size) -> RGB images.
 
     `stage1_answer` is the raw <answer> text of stage 1 (boxes in model-input pixels); `coarse_mask` is the
     stage-1 mask (H, W) bool at tile size, resized nearest to the image size as the reference does.
     """
     boxes = render_boxes(stage1_answer)
+    if not boxes and not np.any(coarse_mask):
+        # Nothing to draw: compositing would return the same pixels (test_render checks it). Handing back the same
+        # objects lets the queries of a tile that found nothing share their stage-2 prompt prefix (prefix.py).
+        return list(images)
     overlay = _mask_overlay(np.asarray(coarse_mask), images[0].size)
     rendered = []
     for image in images:

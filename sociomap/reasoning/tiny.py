@@ -45,8 +45,10 @@ def _tokenizer(vocab_size: int = 600):
                                    chat_template=TINY_CHAT_TEMPLATE, padding_side="left")
 
 
-def build_tiny_vlm(directory: Path, hidden: int = 64, layers: int = 2, vision_depth: int = 2, seed: int = 0) -> Path:
-    """Random Qwen2.5-VL (text `hidden` wide, `layers` deep) + processor with Qwen's real pixel limits (768 -> 756)."""
+def build_tiny_vlm(directory: Path, hidden: int = 64, layers: int = 2, vision_depth: int = 2, seed: int = 0,
+                   kv_heads: int | None = None) -> Path:
+    """Random Qwen2.5-VL (text `hidden` wide, `layers` deep, `kv_heads` key/value heads, default half the query
+    heads) + processor with Qwen's real pixel limits (768 -> 756)."""
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers import Qwen2VLImageProcessorPil
 
@@ -57,7 +59,8 @@ def build_tiny_vlm(directory: Path, hidden: int = 64, layers: int = 2, vision_de
     heads = max(4, hidden // 32)
     half = hidden // heads // 2  # mrope sections must sum to head_dim / 2
     text = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=8192,
+                num_attention_heads=heads, num_key_value_heads=kv_heads or max(1, heads // 2),
+                max_position_embeddings=8192,
                 rope_scaling={"type": "mrope", "mrope_section": [half - 2 * (half // 3), half // 3, half // 3]},
                 rms_norm_eps=1e-6, rope_theta=10000.0, bos_token_id=ids["<|im_start|>"],
                 eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])

@@ -124,3 +124,15 @@ def test_identity_names_everything_that_determines_results(reasoner):
     assert {"prompts_sha256", "dtype", "code_version", "temperature", "top_p", "top_k", "max_new_tokens",
             "greedy", "seed"} <= set(ident)
     assert all(isinstance(v, str) for v in ident.values())
+
+
+def test_queries_that_found_nothing_share_their_stage2_prefix(reasoner):
+    seen = []
+    hook = reasoner.engine.model.model.visual.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(len(kwargs["grid_thw"])), with_kwargs=True)
+    try:
+        rows = reasoner.segment(make_tiles(2), ["park", "school", "hospital"])
+    finally:
+        hook.remove()
+    assert not any(r.coarse_mask.any() or r.boxes for row in rows for r in row)  # random weights find nothing
+    assert seen == [4, 4]  # stage 1 and stage 2: map + satellite of each tile once, not once per query

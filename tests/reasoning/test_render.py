@@ -49,3 +49,13 @@ def test_resize_mask_nearest_matches_opencv():
         mask = rng.integers(0, 2, (src, src), dtype=np.uint8)
         assert np.array_equal(resize_mask_nearest(mask, dst, dst),
                               cv2.resize(mask, (dst, dst), interpolation=cv2.INTER_NEAREST))
+
+
+def test_nothing_to_draw_hands_back_the_same_images_with_the_composited_pixels():
+    rng = np.random.default_rng(2)
+    images = [Image.fromarray(rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)) for _ in range(2)]
+    empty = np.zeros((56, 56), bool)
+    assert all(a is b for a, b in zip(render_stage2_images(images, "no answer", empty), images))
+    # a box PIL cannot draw (x2 < x1) takes the compositing path with nothing drawn: same pixels as the inputs
+    composited = render_stage2_images(images, '[{"bbox_2d": [40, 40, 10, 10]}]', empty)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(composited, images))
