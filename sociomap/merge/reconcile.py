@@ -65,9 +65,11 @@ def build_objects(
     singles = np.flatnonzero(single)
     groups = _groups(labels[~single], np.flatnonzero(~single))
     call_list = list(calls.itertuples(index=False, name=None))
-    rows = pd.concat([_single_rows(query, calls, row[singles]),
-                      pd.DataFrame.from_records([_group_row(query, call_list, row[g]) for g in groups],
-                                                columns=list(_PROVENANCE))], ignore_index=True)
+    parts = [_single_rows(query, calls, row[singles]),
+             pd.DataFrame.from_records([_group_row(query, call_list, row[g]) for g in groups],
+                                       columns=list(_PROVENANCE))]
+    # An empty part has object columns and would turn the str columns of the other to object.
+    rows = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
     geoms = np.empty(len(rows), dtype=object)
     geoms[: len(singles)] = table.geometry[singles]
     geoms[len(singles):] = union_groups(table.geometry, groups)
