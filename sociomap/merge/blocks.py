@@ -30,8 +30,9 @@ from sociomap.merge.store import PieceStore, PieceTable
 
 logger = logging.getLogger(__name__)
 
-#: Aim for blocks of about this many pieces: small enough to balance 2 workers and bound their memory.
-BLOCK_PIECES = 10_000
+#: Blocks hold at least this many pieces on average (less than 4 x as many: the grid halves per zoom step);
+#: small enough to balance 2 workers and bound their memory, large enough that few pieces lie at block edges.
+BLOCK_PIECES = 4_000
 
 #: (store, [(layer, query, block, config, tol), ...]) -> iterator of ``_merge_block`` results, in order.
 BlockRunner = Callable[[PieceStore, list[tuple]], Iterator[tuple]]
