@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 #: Blocks hold at least this many pieces on average (less than 4 x as many: the grid halves per zoom step);
 #: small enough to balance 2 workers and bound their memory, large enough that few pieces lie at block edges.
 BLOCK_PIECES = 4_000
+#: Fewer pieces than this are merged in this process: starting 2 workers (~1 s) costs more than they save.
+PARALLEL_MIN_PIECES = 20_000
 
 #: (store, [(layer, query, block, config, tol), ...]) -> iterator of ``_merge_block`` results, in order.
 BlockRunner = Callable[[PieceStore, list[tuple]], Iterator[tuple]]
@@ -103,15 +105,16 @@ def split_blocks(calls: dict[int, tuple], n_pieces: dict[int, int], block_pieces
 
 def merge_query(
     store: PieceStore, layer: str, query: str, config: MergeConfig, run_blocks: BlockRunner,
-    block_pieces: int = BLOCK_PIECES,
+    block_pieces: int = BLOCK_PIECES, parallel_min_pieces: int = PARALLEL_MIN_PIECES,
 ) -> gpd.GeoDataFrame:
     """Objects of one (layer, query), merged block by block (``merge_layers`` gives the columns)."""
     calls = store.read_calls(layer, query)
-    blocks = split_blocks(calls, store.count_pieces(layer, query), block_pieces)
+    n_pieces = store.count_pieces(layer, query)
+    blocks = split_blocks(calls, n_pieces, block_pieces)
     tol = seam_tolerance(np.array([c[:3] for c in calls.values()], dtype=np.int64).reshape(-1, 3), config)
     tasks = [(layer, query, block, config, tol) for block in blocks]
     frames, firsts, edge_tables = [], [], []
-    run = run_blocks if len(tasks) > 1 else _run_here
+    run = run_blocks if len(tasks) > 1 and sum(n_pieces.values()) >= parallel_min_pieces else _run_here
     for frame, first, edge in run(store, tasks):
         frames.append(frame)
         firsts.append(first)
@@ -120,7 +123,8 @@ def merge_query(
     frame, first = build_objects(query, edge, component_labels(edge, config, tol), config)
     frames.append(frame)
     firsts.append(np.column_stack([edge.call[first], edge.piece_id[first]]))
-    logger.debug("layer=%s query=%r: %d blocks, %d pieces at block edges", layer, query, len(blocks), len(edge.call))
+    logger.debug("layer=%s query=%r: %d blocks, %d pieces at block edges", layer, query, len(blocks),
+                 len(edge.call))
     first = np.concatenate(firsts).reshape(-1, 2)
     order = np.lexsort((first[:, 1], first[:, 0]))  # store order of each object's first piece
     # Empty frames are left out: their object columns would turn the str columns of the others to object.
@@ -166,7 +170,8 @@ def _merge_block(
 
 
 def _subset(table: PieceTable, keep: np.ndarray) -> PieceTable:
-    return PieceTable(table.piece_id[keep], table.call[keep], table.geometry[keep], table.bounds[keep], table.calls)
+    return PieceTable(table.piece_id[keep], table.call[keep], table.geometry[keep], table.bounds[keep],
+                      table.calls)
 
 
 def _concat_tables(tables: list[PieceTable], calls: dict[int, tuple]) -> PieceTable:

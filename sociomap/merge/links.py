@@ -87,9 +87,10 @@ def link_pairs(
 
 
 def near_box_edge(bounds: np.ndarray, box: np.ndarray, tol: float) -> np.ndarray:
-    """(N,) bool: the piece bounds ((N, 4), EPSG:3857) reach within ``tol`` of an edge of ``box`` ((N, 4) or (4,))."""
+    """(N,) bool: piece bounds ((N, 4), EPSG:3857) within ``tol`` of an edge of ``box`` ((N, 4) or (4,))."""
     box = np.asarray(box, dtype=float).reshape(-1, 4)
-    return ((bounds[:, :2] - box[:, :2]) <= tol).any(axis=1) | ((box[:, 2:] - bounds[:, 2:]) <= tol).any(axis=1)
+    low = ((bounds[:, :2] - box[:, :2]) <= tol).any(axis=1)
+    return low | ((box[:, 2:] - bounds[:, 2:]) <= tol).any(axis=1)
 
 
 def _tiles_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:

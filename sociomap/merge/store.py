@@ -126,8 +126,8 @@ class PieceStore:
     def count_pieces(self, layer: str, query: str) -> dict[int, int]:
         """call_id -> number of pieces, for the calls of one (layer, query) that have any (index only)."""
         self._commit()
-        return dict(self._db.execute(
-            "SELECT call_id, COUNT(*) FROM pieces WHERE layer = ? AND query = ? GROUP BY call_id", (layer, query)))
+        return dict(self._db.execute("SELECT call_id, COUNT(*) FROM pieces WHERE layer = ? AND query = ?"
+                                     " GROUP BY call_id", (layer, query)))
 
     def read_block(self, layer: str, query: str, calls: dict[int, tuple]) -> PieceTable:
         """The pieces of the given calls of one (layer, query): an indexed lookup, not a table scan."""

@@ -38,7 +38,8 @@ def store(tmp_path_factory):
         for dy in range(tiles):
             for dx in range(tiles):
                 tile = mercantile.Tile(ORIGIN.x + dx, ORIGIN.y + dy, 16)
-                polys = vectorize_mask(mask[dy * SIZE:(dy + 1) * SIZE, dx * SIZE:(dx + 1) * SIZE], tile, NO_CLEANING)
+                sub = mask[dy * SIZE:(dy + 1) * SIZE, dx * SIZE:(dx + 1) * SIZE]
+                polys = vectorize_mask(sub, tile, NO_CLEANING)
                 store.add("park", tile, polys, {"query": "Park", "run_id": "run-1"})
                 store.add("park", tile, polys[::2], {"query": "Garden", "run_id": "run-1"})
         rerun = mercantile.Tile(ORIGIN.x + 1, ORIGIN.y + 1, 16)
@@ -74,7 +75,8 @@ def test_object_across_a_block_edge_is_one_feature_in_worker_processes(tmp_path)
                 store.add("park", tile, vectorize_mask(sub, tile, NO_CLEANING), {"query": "Park"})
         assert len(split_blocks(store.read_calls("park", "Park"), store.count_pieces("park", "Park"), 1)) == 4
         with block_runner(2) as run_blocks:
-            got = merge_query(store, "park", "Park", NO_CLEANING, run_blocks, block_pieces=1)
+            got = merge_query(store, "park", "Park", NO_CLEANING, run_blocks, block_pieces=1,
+                              parallel_min_pieces=0)
         expected = merge_table("Park", store.read("park", "Park"), NO_CLEANING)
     assert sorted(got["n_tiles"]) == [1, 4]
     assert_same_objects(got, expected)
