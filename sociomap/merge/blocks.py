@@ -92,6 +92,8 @@ def split_blocks(calls: dict[int, tuple], n_pieces: dict[int, int], block_pieces
     call_ids = np.array(sorted(calls), dtype=np.int64)
     call_tiles = np.array([calls[c][:3] for c in call_ids], dtype=np.int64).reshape(-1, 3)
     counts = np.array([n_pieces.get(int(c), 0) for c in call_ids], dtype=float)
+    if not counts.any():
+        return []
     zoom, number = plan_blocks(call_tiles, counts, block_pieces)
     blocks = []
     for b in np.unique(number[counts > 0]):

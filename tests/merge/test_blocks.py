@@ -89,6 +89,14 @@ def test_merge_layers_does_not_depend_on_workers(store):
     assert_same_objects(two["park"], one["park"])
 
 
+def test_a_query_with_tiles_but_no_pieces_gives_an_empty_layer(tmp_path):
+    with PieceStore(tmp_path) as store:
+        store.add("park", ORIGIN, [], {"query": "Park"})
+        ((name, frame),) = merge_layers(store, NO_CLEANING)
+        expected = merge_table("Park", store.read("park", "Park"), NO_CLEANING)
+    assert name == "park" and len(frame) == 0 and list(frame.columns) == list(expected.columns)
+
+
 def test_tiles_of_mixed_zooms_nest_in_one_block():
     tiles = np.array([[16, 37308, 18969], [17, 74616, 37938], [17, 74617, 37939], [16, 37309, 18969]])
     zoom, block = plan_blocks(tiles, np.ones(4), block_pieces=1)
