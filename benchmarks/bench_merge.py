@@ -3,11 +3,13 @@
 Pieces are real vectorize_mask output: random ellipses drawn on a 4 x 4 block of z16 768-px tiles at
 Helsinki's latitude, cut into tiles and vectorized; the block is then repeated (translated by whole
 blocks, which keeps shared seam edges bit-identical) until n pieces are stored. Each size runs in its own
-process so the peak RSS (ru_maxrss) belongs to that size. The naive path (one union_all per query, then
-explode) runs on the same pieces for sizes up to --naive-max and the speed-up is reported as a ratio.
+process so the peak RSS (ru_maxrss) belongs to that size; the block workers' peak is reported apart.
+Two baselines run on the same pieces after the timed merge, each reported as a ratio: the unpartitioned
+path (``merge_table`` on the whole (layer, query) in one process, the design before blocks) up to
+--unpartitioned-max, and the naive path (one union_all per query, then explode) up to --naive-max.
 
     python benchmarks/bench_merge.py            # 10^4 and 10^5
-    python benchmarks/bench_merge.py --big      # also 10^6 (about 2-3 min with generation)
+    python benchmarks/bench_merge.py --big      # also 10^6 (about 2 min; 5 with --unpartitioned-max 1000000)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import mercantile
 import numpy as np
 import shapely
 
-from sociomap.merge import MergeConfig, PieceStore, merge_layers, vectorize_mask
+from sociomap.merge import MergeConfig, PieceStore, merge_layers, merge_table, vectorize_mask
 from sociomap.tiling.grid import tile_pixel_size_m
 
 SIZE, ZOOM, BLOCK = 768, 16, 4
@@ -84,18 +86,30 @@ def naive_merge(store: PieceStore) -> int:
     return n
 
 
-def run_one(n: int, naive: bool) -> dict:
+def unpartitioned_merge(store: PieceStore) -> int:
+    """The path before blocks: each whole (layer, query) read and merged at once in this process."""
+    return sum(len(merge_table(query, table, CONFIG)) for _, query, table in store.iter_tables())
+
+
+def run_one(n: int, workers: int, unpartitioned: bool, naive: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = PieceStore(Path(tmp))
         t0 = time.perf_counter()
         pieces = fill_store(store, n)
         t1 = time.perf_counter()
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        objects = sum(len(frame) for _, frame in merge_layers(store, CONFIG))
+        objects = sum(len(frame) for _, frame in merge_layers(store, CONFIG, workers=workers))
         t2 = time.perf_counter()
-        result = {"pieces": pieces, "objects": objects, "store_s": round(t1 - t0, 2), "merge_s": round(t2 - t1, 2),
-                  "peak_rss_mb_before_merge": round(rss_before), "peak_rss_mb": round(
-                      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        result = {"pieces": pieces, "objects": objects, "workers": workers, "store_s": round(t1 - t0, 2),
+                  "merge_s": round(t2 - t1, 2), "peak_rss_mb_before_merge": round(rss_before),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                  "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
+        if unpartitioned:
+            t3 = time.perf_counter()
+            result["unpartitioned_objects"] = unpartitioned_merge(store)
+            result["unpartitioned_s"] = round(time.perf_counter() - t3, 2)
+            result["unpartitioned_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            result["speedup_vs_unpartitioned"] = round(result["unpartitioned_s"] / result["merge_s"], 2)
         if naive:
             t3 = time.perf_counter()
             result["naive_objects"] = naive_merge(store)
@@ -108,16 +122,21 @@ def run_one(n: int, naive: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", action="store_true", help="also run 10^6 pieces")
+    parser.add_argument("--workers", type=int, default=2, help="merge_layers worker processes")
+    parser.add_argument("--unpartitioned-max", type=int, default=10**5,
+                        help="largest size that also runs the unpartitioned merge")
     parser.add_argument("--naive-max", type=int, default=10**4, help="largest size that also runs the naive merge")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.child <= args.naive_max)))
+        print(json.dumps(run_one(args.child, args.workers, args.child <= args.unpartitioned_max,
+                                 args.child <= args.naive_max)))
         return
     sizes = [10**4, 10**5] + ([10**6] if args.big else [])
     rows = []
     for n in sizes:
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--naive-max", str(args.naive_max)],
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--workers", str(args.workers),
+                              "--unpartitioned-max", str(args.unpartitioned_max), "--naive-max", str(args.naive_max)],
                              check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out))
         print(json.dumps(rows[-1]), flush=True)

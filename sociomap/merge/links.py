@@ -46,19 +46,28 @@ def contested_tiles(z: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array([k in contested for k in keys], dtype=bool)
 
 
+def seam_tolerance(call_tiles: np.ndarray, config: MergeConfig) -> float:
+    """``seam_tolerance_m`` in EPSG:3857 metres, at the poleward edge of the calls' tiles ((M, 3) z, x, y).
+
+    One value per (layer, query), from the tiles rather than the pieces, so every block of a partitioned
+    merge uses the same tolerance as the whole.
+    """
+    tb = tile_bounds(call_tiles[:, 0], call_tiles[:, 1], call_tiles[:, 2])
+    return config.seam_tolerance_m * float(np.max(mercator_scale(tb[:, [1, 3]]), initial=1.0))
+
+
 def link_pairs(
     geoms: np.ndarray, bounds: np.ndarray, call: np.ndarray, tiles: np.ndarray, contested: np.ndarray,
-    config: MergeConfig,
+    config: MergeConfig, tol: float,
 ) -> np.ndarray:
     """(K, 2) int indices of linked piece pairs.
 
     Args:
         geoms: (N,) Polygons, EPSG:3857.  bounds: (N, 4) their bounds.  call: (N,) add-call id.
         tiles: (N, 3) int (z, x, y) of each piece's tile.  contested: (N,) bool, tile overlapped by another call.
+        tol: ``seam_tolerance`` of the (layer, query), EPSG:3857 metres.
     """
-    tol = config.seam_tolerance_m * float(np.max(mercator_scale(bounds[:, [1, 3]]), initial=1.0))
-    tb = tile_bounds(tiles[:, 0], tiles[:, 1], tiles[:, 2])
-    on_border = ((bounds[:, :2] - tb[:, :2]) <= tol).any(axis=1) | ((tb[:, 2:] - bounds[:, 2:]) <= tol).any(axis=1)
+    on_border = near_box_edge(bounds, tile_bounds(tiles[:, 0], tiles[:, 1], tiles[:, 2]), tol)
     cand = np.flatnonzero(on_border | contested)
     if len(cand) < 2:
         return np.empty((0, 2), dtype=np.int64)
@@ -75,6 +84,13 @@ def link_pairs(
         config.min_seam_share_m
     )
     return np.column_stack([i[linked], j[linked]])
+
+
+def near_box_edge(bounds: np.ndarray, box: np.ndarray, tol: float) -> np.ndarray:
+    """(N,) bool: piece bounds ((N, 4), EPSG:3857) within ``tol`` of an edge of ``box`` ((N, 4) or (4,))."""
+    box = np.asarray(box, dtype=float).reshape(-1, 4)
+    low = ((bounds[:, :2] - box[:, :2]) <= tol).any(axis=1)
+    return low | ((box[:, 2:] - bounds[:, 2:]) <= tol).any(axis=1)
 
 
 def _tiles_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:

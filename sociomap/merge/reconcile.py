@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import geopandas as gpd
 import numpy as np
@@ -18,8 +18,8 @@ import shapely
 
 from sociomap.merge.clean import clean_polygons, ground_area_m2
 from sociomap.merge.config import MergeConfig
-from sociomap.merge.links import connected_labels, contested_tiles, link_pairs
-from sociomap.merge.store import PieceStore, PieceTable
+from sociomap.merge.links import connected_labels, contested_tiles, link_pairs, seam_tolerance
+from sociomap.merge.store import PieceTable
 
 logger = logging.getLogger(__name__)
 
@@ -30,45 +30,46 @@ _PROVENANCE = tuple(c for c in COLUMNS if c != "area_m2")
 _CALL_FIELDS = ("z", "x", "y", "function", "run_id", "model", "prompts", "reasoning")
 
 
-def merge_layers(store: PieceStore, config: MergeConfig) -> Iterator[tuple[str, gpd.GeoDataFrame]]:
-    """Yield (layer slug, GeoDataFrame in EPSG:3857) per layer, layers in sorted order.
+def merge_table(query: str, table: PieceTable, config: MergeConfig) -> gpd.GeoDataFrame:
+    """Merge the pieces of one (layer, query) in this process, all at once.
 
     Each row is one object: query, function, area_m2 (ground), n_tiles, n_pieces, tiles ("z/x/y;..."),
     run_id, model, prompts (JSON {"z/x/y": model prompts}), reasoning (";"-joined pointers),
-    crosses_seam (pieces from more than one tile), geometry. Only one (layer, query) is in memory at a time
-    besides the frames of the current layer.
+    crosses_seam (pieces from more than one tile), geometry (EPSG:3857); objects in store order of
+    their first piece. ``merge_layers`` gives the same objects block by block.
     """
-    current, frames = None, []
-    for layer, query, table in store.iter_tables():
-        if layer != current and frames:
-            yield current, _concat(frames)
-            frames = []
-        current = layer
-        frames.append(merge_table(query, table, config))
-        logger.info("Merged layer=%s query=%r: %d pieces -> %d objects", layer, query, len(table.geometry),
-                    len(frames[-1]))
-    if frames:
-        yield current, _concat(frames)
+    tol = seam_tolerance(_call_tiles(table)[1], config)
+    frame, _ = build_objects(query, table, component_labels(table, config, tol), config)
+    return frame
 
 
-def merge_table(query: str, table: PieceTable, config: MergeConfig) -> gpd.GeoDataFrame:
-    """Merge the pieces of one (layer, query) into objects (see ``merge_layers`` for the columns)."""
+def component_labels(table: PieceTable, config: MergeConfig, tol: float) -> np.ndarray:
+    """(N,) label per piece of ``table``: pieces with equal labels are parts of one object."""
+    call_ids, call_tiles = _call_tiles(table)
+    row = np.searchsorted(call_ids, table.call)
+    contested = contested_tiles(*call_tiles.T)[row]
+    pairs = link_pairs(table.geometry, table.bounds, table.call, call_tiles[row], contested, config, tol)
+    return connected_labels(len(table.geometry), pairs)
+
+
+def build_objects(
+    query: str, table: PieceTable, labels: np.ndarray, config: MergeConfig
+) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """(objects in the order of their first piece, index of that first piece in ``table``) from ``labels``."""
     call_ids = np.array(sorted(table.calls), dtype=np.int64)
     calls = pd.DataFrame([table.calls[c] for c in call_ids], columns=list(_CALL_FIELDS), dtype=object)
     row = np.searchsorted(call_ids, table.call)  # piece -> row of ``calls``
-    call_tiles = calls[["z", "x", "y"]].to_numpy(dtype=np.int64).reshape(-1, 3)
-    tiles = call_tiles[row]
-    contested = contested_tiles(*call_tiles.T)[row]
-    pairs = link_pairs(table.geometry, table.bounds, table.call, tiles, contested, config)
-    labels = connected_labels(len(table.geometry), pairs)
+    labels = np.unique(labels, return_inverse=True)[1].reshape(-1)  # 0..k-1, same grouping
     # Most objects are one piece: their rows are built column-wise; only linked groups loop in Python.
     single = np.bincount(labels, minlength=len(labels))[labels] == 1
     singles = np.flatnonzero(single)
     groups = _groups(labels[~single], np.flatnonzero(~single))
     call_list = list(calls.itertuples(index=False, name=None))
-    rows = pd.concat([_single_rows(query, calls, row[singles]),
-                      pd.DataFrame.from_records([_group_row(query, call_list, row[g]) for g in groups],
-                                                columns=list(_PROVENANCE))], ignore_index=True)
+    parts = [_single_rows(query, calls, row[singles]),
+             pd.DataFrame.from_records([_group_row(query, call_list, row[g]) for g in groups],
+                                       columns=list(_PROVENANCE))]
+    # An empty part has object columns and would turn the str columns of the other to object.
+    rows = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
     geoms = np.empty(len(rows), dtype=object)
     geoms[: len(singles)] = table.geometry[singles]
     geoms[len(singles):] = union_groups(table.geometry, groups)
@@ -77,7 +78,8 @@ def merge_table(query: str, table: PieceTable, config: MergeConfig) -> gpd.GeoDa
     order = np.argsort(first[kept], kind="stable")  # objects in the order of their first piece
     frame = rows.iloc[kept[order]].reset_index(drop=True)
     frame.insert(2, "area_m2", ground_area_m2(geoms[order]))
-    return gpd.GeoDataFrame(frame[list(COLUMNS)], geometry=list(geoms[order]), crs="EPSG:3857")
+    objects = gpd.GeoDataFrame(frame[list(COLUMNS)], geometry=list(geoms[order]), crs="EPSG:3857")
+    return objects, first[kept][order]
 
 
 def seam_crossings(layers: Iterable[gpd.GeoDataFrame]) -> int:
@@ -147,5 +149,11 @@ def _join(values: Iterable[str | None]) -> str | None:
     return ";".join(unique) if unique else None
 
 
-def _concat(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+def _call_tiles(table: PieceTable) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted call ids (M,), their tiles (M, 3) int64 z, x, y)."""
+    call_ids = np.array(sorted(table.calls), dtype=np.int64)
+    return call_ids, np.array([table.calls[c][:3] for c in call_ids], dtype=np.int64).reshape(-1, 3)
+
+
+def concat_frames(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:3857")

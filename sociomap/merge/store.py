@@ -30,8 +30,10 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE TABLE IF NOT EXISTS pieces (
     call_id INTEGER NOT NULL, layer TEXT NOT NULL, query TEXT NOT NULL,
     minx REAL, miny REAL, maxx REAL, maxy REAL, geom BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS pieces_layer_query ON pieces (layer, query);
+CREATE INDEX IF NOT EXISTS pieces_layer_query_call ON pieces (layer, query, call_id);
 """
+_CALL_COLUMNS = "call_id, z, x, y, function, run_id, model, prompts, reasoning"
+_PIECE_COLUMNS = "rowid, call_id, minx, miny, maxx, maxy, geom"
 _ATTRS = ("query", "function", "run_id", "model", "prompts", "reasoning")
 _COMMIT_EVERY = 500
 
@@ -40,13 +42,17 @@ _COMMIT_EVERY = 500
 class PieceTable:
     """All pieces of one (layer, query), column-wise; ``calls`` holds one row per ``add`` call.
 
+    Pieces are in store order (by call, then as added); that order decides the order of the merged objects.
+
     Attributes:
+        piece_id: (N,) int64, the piece's row id in the store (increasing in store order).
         call: (N,) int64, the ``add`` call each piece came from (index into ``calls``).
         geometry: (N,) shapely Polygons in EPSG:3857.
         bounds: (N, 4) float64 (minx, miny, maxx, maxy), EPSG:3857.
         calls: dict call_id -> (z, x, y, function, run_id, model, prompts, reasoning).
     """
 
+    piece_id: np.ndarray
     call: np.ndarray
     geometry: np.ndarray
     bounds: np.ndarray
@@ -107,23 +113,39 @@ class PieceStore:
         return [tuple(r) for r in self._db.execute("SELECT DISTINCT layer, query FROM calls ORDER BY layer, query")]
 
     def read(self, layer: str, query: str) -> PieceTable:
-        """All pieces of one (layer, query); the only place pieces come back into memory."""
+        """All pieces of one (layer, query); ``read_calls`` + ``read_block`` read them in parts instead."""
+        calls = self.read_calls(layer, query)
+        return self._pieces(calls, "layer = ? AND query = ?", (layer, query))
+
+    def read_calls(self, layer: str, query: str) -> dict[int, tuple]:
+        """call_id -> (z, x, y, function, run_id, model, prompts, reasoning) of one (layer, query)."""
         self._commit()
-        calls = {
-            row[0]: tuple(row[1:])
-            for row in self._db.execute(
-                "SELECT call_id, z, x, y, function, run_id, model, prompts, reasoning FROM calls"
-                " WHERE layer = ? AND query = ?", (layer, query))
-        }
+        return {row[0]: tuple(row[1:]) for row in self._db.execute(
+            f"SELECT {_CALL_COLUMNS} FROM calls WHERE layer = ? AND query = ?", (layer, query))}
+
+    def count_pieces(self, layer: str, query: str) -> dict[int, int]:
+        """call_id -> number of pieces, for the calls of one (layer, query) that have any (index only)."""
+        self._commit()
+        return dict(self._db.execute("SELECT call_id, COUNT(*) FROM pieces WHERE layer = ? AND query = ?"
+                                     " GROUP BY call_id", (layer, query)))
+
+    def read_block(self, layer: str, query: str, calls: dict[int, tuple]) -> PieceTable:
+        """The pieces of the given calls of one (layer, query): an indexed lookup, not a table scan."""
+        ids = json.dumps(sorted(calls))
+        return self._pieces(calls, "layer = ? AND query = ? AND call_id IN (SELECT value FROM json_each(?))",
+                            (layer, query, ids))
+
+    def _pieces(self, calls: dict[int, tuple], where: str, params: tuple) -> PieceTable:
+        self._commit()
         rows = self._db.execute(
-            "SELECT call_id, minx, miny, maxx, maxy, geom FROM pieces WHERE layer = ? AND query = ?", (layer, query)
-        ).fetchall()
-        call = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        bounds = np.array([r[1:5] for r in rows], dtype=float).reshape(-1, 4)
-        blobs = np.array([r[5] for r in rows], dtype=object)
+            f"SELECT {_PIECE_COLUMNS} FROM pieces WHERE {where} ORDER BY call_id, rowid", params).fetchall()
+        piece_id = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        call = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        bounds = np.array([r[2:6] for r in rows], dtype=float).reshape(-1, 4)
+        blobs = np.array([r[6] for r in rows], dtype=object)
         del rows
         geometry = shapely.from_wkb(blobs) if len(blobs) else np.empty(0, dtype=object)
-        return PieceTable(call, np.asarray(geometry, dtype=object), bounds, calls)
+        return PieceTable(piece_id, call, np.asarray(geometry, dtype=object), bounds, calls)
 
     def iter_tables(self) -> Iterator[tuple[str, str, PieceTable]]:
         """(layer, query, table) for every recorded (layer, query), one at a time."""
