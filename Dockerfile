@@ -35,7 +35,7 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
     && python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
     && pip freeze | grep -i '^torch==' > /opt/constraints.txt
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY sociomap ./sociomap
 RUN pip install -c /opt/constraints.txt . \
     && ! pip show torchvision >/dev/null 2>&1 \
