@@ -67,9 +67,10 @@ def _register() -> None:
     from sociomap.cli.export import export
     from sociomap.cli.labels import labels
     from sociomap.cli.model import model
+    from sociomap.cli.reasoning import reasoning
     from sociomap.cli.run import run
 
-    for command in (run, labels, export, model):
+    for command in (run, labels, export, reasoning, model):
         cli.add_command(command)
 
 

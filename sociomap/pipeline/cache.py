@@ -13,6 +13,8 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from sociomap.errors import InputError
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +105,15 @@ class TileCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         return p
+
+
+def read_entries(out: Path, pointers: list[str]) -> list[tuple[str, dict]]:
+    """The stored model output behind ``reasoning`` pointers (paths relative to OUT's cache)."""
+    root = Path(out) / ".sociomap" / "cache"
+    found = []
+    for ref in (p.strip() for p in pointers if p.strip()):
+        entry = TileCache(root).get(Path(ref).stem) if Path(ref).name.endswith(".npz") else None
+        if entry is None:
+            raise InputError(f"{root / ref}: no cache entry; pass the `reasoning` value of a feature of this output")
+        found.append((ref, entry.meta))
+    return found
