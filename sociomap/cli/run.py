@@ -37,7 +37,8 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
 @click.option("--sam", default="facebook/sam2-hiera-large-hf", show_default=True,
               help="SAM weights: HF hub id or folder (SAM 2 / SAM), or a segment-anything .pth.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--dtype", default="auto", show_default=True, help="auto (bf16 on GPU, fp32 on CPU), bf16, fp32.")
+@click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
+              show_default=True, help="Model dtype; auto = bfloat16 on GPU, float32 on CPU.")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-p", type=float, default=0.8, show_default=True)
 @click.option("--top-k", type=int, default=100, show_default=True)
@@ -105,6 +106,8 @@ def build_run_config(image: Path, classes: tuple[str, ...], out: Path, kw: dict)
     from sociomap.reasoning import ReasonerConfig
     from sociomap.tiling import TilingConfig
 
+    _check_crs(kw["crs"])
+
     merge_kw = {k: kw.pop(k) for k in ("min_area_m2", "min_hole_m2") if kw.get(k) is not None}
     kw.pop("min_area_m2", None)
     kw.pop("min_hole_m2", None)
@@ -118,3 +121,15 @@ def build_run_config(image: Path, classes: tuple[str, ...], out: Path, kw: dict)
                      crs=kw.pop("crs"), formats=tuple(kw.pop("formats")), combined=kw.pop("combined"),
                      force=kw.pop("force"), dry_run=kw.pop("dry_run"), tiling=tiling, reasoner=reasoner,
                      merge=MergeConfig(**merge_kw), executor=executor)
+
+
+def _check_crs(crs: str) -> None:
+    """Fail before any tile is computed when --crs is not a CRS."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise click.BadParameter(f"{crs!r} is not a CRS ({exc}); e.g. EPSG:4326 or EPSG:3067",
+                                 param_hint="--crs") from exc

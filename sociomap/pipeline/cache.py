@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 #: Bump when tiling, vectorizing or cache layout changes in a way that alters results.
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 
 
 def tile_input_digest(satellite: np.ndarray, map_rgb: np.ndarray | None) -> str:
@@ -40,9 +40,10 @@ def identity_digest(identity: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(identity), sort_keys=True).encode()).hexdigest()
 
 
-def result_key(inputs_digest: str, segmenter_digest: str, query: str) -> str:
-    """The cache key of one (tile, query) result."""
-    payload = "\0".join([CACHE_FORMAT, inputs_digest, segmenter_digest, query])
+def result_key(inputs_digest: str, segmenter_digest: str, query: str, tile: str) -> str:
+    """The cache key of one (tile, query) result. The tile id is part of it: identical pixels on two tiles
+    (water, haze) must not share a result, and the OSM baseline depends on where a tile is, not its pixels."""
+    payload = "\0".join([CACHE_FORMAT, inputs_digest, segmenter_digest, query, tile])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 
-from sociomap.errors import SociomapError
+from sociomap.errors import ConfigError, SociomapError
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +112,12 @@ def gpu_count() -> int:
 def _connect(scheduler: str) -> object:
     from distributed import Client
 
-    if os.path.exists(scheduler):
-        return Client(scheduler_file=scheduler)
-    return Client(scheduler)
+    try:
+        if os.path.exists(scheduler):
+            return Client(scheduler_file=scheduler, timeout=30)
+        return Client(scheduler, timeout=30)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"--scheduler {scheduler}: cannot connect ({exc}); is the scheduler running?") from exc
 
 
 @contextmanager

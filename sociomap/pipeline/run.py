@@ -234,7 +234,8 @@ def _merge_and_publish(config: RunConfig, summary: RunSummary, store: object, st
     start = time.perf_counter()
     wanted = {q.layer for q in summary.queries}
     merged = []
-    for name, gdf in merge_layers(store, config.merge):
+    workers = 1 if config.executor.workers == 0 else 2  # --workers 0 stays in this process
+    for name, gdf in merge_layers(store, config.merge, workers=workers):
         merged.append((name, gdf))
         summary.layers[name] = len(gdf)
         summary.seam_features += int(gdf["crosses_seam"].sum()) if "crosses_seam" in gdf else 0

@@ -118,8 +118,8 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
     cache = TileCache(job.cache_root)
     seg_digest = identity_digest(result.identity)
     with _timed(result, "hash"):
-        keys = [[result_key(tile_input_digest(t.satellite, t.map), seg_digest, q.text) for q in job.queries]
-                for t in inputs]
+        keys = [[result_key(tile_input_digest(t.satellite, t.map), seg_digest, q.text,
+                            f"{t.tile.z}/{t.tile.x}/{t.tile.y}") for q in job.queries] for t in inputs]
     missing: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for i, row in enumerate(keys):
         todo = tuple(j for j, k in enumerate(row) if job.force or not cache.has(k))

@@ -125,3 +125,10 @@ def test_json_logs_mode_writes_only_json_lines_on_stderr(utm_mosaic, tmp_path):
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
     assert records and {"time", "level", "logger", "message"} <= set(records[0])
+
+
+def test_bad_crs_is_a_usage_error_before_any_work(runner, utm_mosaic, tmp_path):
+    out = tmp_path / "o"
+    result = runner.invoke(cli, ["run", str(utm_mosaic), "-c", "park", "-o", str(out), "--crs", "foo", *OSM_ARGS])
+    assert result.exit_code == 2 and "--crs" in result.output
+    assert not out.exists()

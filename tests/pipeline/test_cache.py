@@ -11,13 +11,14 @@ def test_key_changes_with_every_input():
     other[0, 0, 0] = 1
     d = tile_input_digest(sat, sat)
     seg = identity_digest({"model": "a"})
-    base = result_key(d, seg, "Park")
-    assert base == result_key(tile_input_digest(sat.copy(), sat.copy()), identity_digest({"model": "a"}), "Park")
-    assert base != result_key(tile_input_digest(other, sat), seg, "Park")
-    assert base != result_key(tile_input_digest(sat, other), seg, "Park")
-    assert base != result_key(tile_input_digest(sat, None), seg, "Park")
-    assert base != result_key(d, identity_digest({"model": "b"}), "Park")
-    assert base != result_key(d, seg, "School")
+    base = result_key(d, seg, "Park", "16/1/2")
+    assert base == result_key(tile_input_digest(sat.copy(), sat.copy()), identity_digest({"model": "a"}), "Park", "16/1/2")
+    assert base != result_key(tile_input_digest(other, sat), seg, "Park", "16/1/2")
+    assert base != result_key(tile_input_digest(sat, other), seg, "Park", "16/1/2")
+    assert base != result_key(tile_input_digest(sat, None), seg, "Park", "16/1/2")
+    assert base != result_key(d, identity_digest({"model": "b"}), "Park", "16/1/2")
+    assert base != result_key(d, seg, "School", "16/1/2")
+    assert base != result_key(d, seg, "Park", "16/1/3")  # same pixels, another tile
 
 
 def test_round_trip_and_atomic_layout(tmp_path):

@@ -157,3 +157,16 @@ def test_masks_are_cut_to_the_mosaic_footprint(osm_run_config):
     minx, miny, maxx, maxy = parks.total_bounds
     assert minx >= west - 1e-6 and maxx <= east + 1e-6 and miny >= south - 1e-6 and maxy <= north + 1e-6
     assert np.isfinite(parks["area_m2"]).all() and (parks["area_m2"] > 0).all()
+
+
+def test_identical_pixels_on_different_tiles_do_not_share_results(osm_run_config, tmp_path):
+    from rasterio.transform import from_origin
+
+    from tests.conftest import HELSINKI_ORIGIN, UTM35N, write_geotiff
+
+    flat = write_geotiff(tmp_path / "flat.tif", np.full((3, 800, 640), 90, np.uint8), UTM35N,
+                         from_origin(*HELSINKI_ORIGIN, 2.0, 2.0))
+    summary = run(replace(osm_run_config, image=flat))
+    assert summary.results_reused == 0 and summary.results_computed == summary.tiles_read * 2
+    parks = pyogrio.read_dataframe(osm_run_config.out / "park_and_greenspace.gpkg")
+    assert len(parks) > 1 and parks.geometry.normalize().to_wkb().nunique() == len(parks)
