@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -12,27 +11,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-#: Files larger than this get a quick fingerprint (size, mtime, first and last MiB) instead of a full sha256.
-FULL_HASH_LIMIT = 256 * 2**20
+from sociomap.fingerprint import file_fingerprint
 
-
-def file_fingerprint(path: Path) -> dict[str, object]:
-    """A content hash of an input file; a sampled one (marked so) for very large files."""
-    p = Path(path)
-    st = p.stat()
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        if st.st_size <= FULL_HASH_LIMIT:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-            kind = "sha256"
-        else:
-            h.update(f.read(1 << 20))
-            f.seek(-(1 << 20), os.SEEK_END)
-            h.update(f.read(1 << 20))
-            h.update(str(st.st_size).encode())
-            kind = "sha256-head-tail"
-    return {"path": str(p), "bytes": st.st_size, kind: h.hexdigest()}
+__all__ = ["build_manifest", "file_fingerprint", "read_manifest", "versions", "write_json_atomic"]
 
 
 def versions() -> dict[str, str]:

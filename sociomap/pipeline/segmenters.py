@@ -8,7 +8,6 @@ baseline, ``--reasoner osm``). Instances are built once per worker process (``ge
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Protocol
 import mercantile
 import numpy as np
 
+from sociomap.fingerprint import file_sha256
 from sociomap.taxonomy import Query
 
 
@@ -101,15 +101,6 @@ def _reasoner_meta(result: object) -> dict:
         "boxes": [list(map(float, b)) for b in result.boxes],
         "points": [list(map(float, p)) for p in result.points],
     }
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, streamed in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class OSMSegmenter:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from sociomap.errors import ModelLoadError
+from sociomap.fingerprint import tree_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def resolve_weights(spec: str, revision: str | None = None, offline: bool = Fals
     """Local path as is, else the hub snapshot (downloaded unless offline); ModelLoadError when unavailable."""
     local = Path(spec).expanduser()
     if local.exists():
-        return Weights(spec=spec, path=local, revision="sha256:" + files_sha256(local.resolve()))
+        return Weights(spec=spec, path=local, revision="sha256:" + tree_sha256(local.resolve()))
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelLoadError(f"model path {spec!r} does not exist: {how_to_get(spec)}")
     from huggingface_hub import snapshot_download
@@ -47,19 +46,6 @@ def resolve_weights(spec: str, revision: str | None = None, offline: bool = Fals
         mode = "offline, not in the HF cache" if offline else type(exc).__name__
         raise ModelLoadError(f"cannot get model {spec!r} ({mode}): {how_to_get(spec)}") from exc
     return Weights(spec=spec, path=Path(folder), revision=Path(folder).name)
-
-
-@lru_cache(maxsize=16)
-def files_sha256(path: Path) -> str:
-    """sha256 over the relative names and bytes of every file under `path` (or of the file itself)."""
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
-    for file in files:
-        digest.update(str(file.relative_to(path.parent if path.is_file() else path)).encode())
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def read_config(path: Path) -> dict:
