@@ -1,13 +1,21 @@
 """sociomap.errors: the one error tree; the CLI maps each class to an exit code in one place.
 
-Messages name the file or setting at fault and say what to do next.
+Messages name the file or setting at fault and say what to do next. Exit codes: 1 internal error, 2 usage,
+3 bad input, 4 model weights, 5 output locked, 6 tiles failed, 7 publishing refused by a guard.
 """
 
 
 class SociomapError(Exception):
-    """Base class of every error sociomap raises on purpose."""
+    """Base class of every error sociomap raises on purpose.
+
+    Pickles as its class and message only (never its cause, which may be a library object that does not
+    unpickle elsewhere), so an error raised on a Dask worker arrives intact, exit code included.
+    """
 
     exit_code = 1
+
+    def __reduce__(self) -> tuple:
+        return type(self), (str(self),)
 
 
 class InputError(SociomapError, ValueError):
@@ -52,6 +60,12 @@ class TilesFailedError(SociomapError):
     """Some tiles kept failing after retries; the layers were not replaced."""
 
     exit_code = 6
+
+
+class PublishRefusedError(SociomapError):
+    """A guard kept the published layers: the new ones would shrink them (``--allow-shrink`` to publish)."""
+
+    exit_code = 7
 
 
 class ExportError(SociomapError):

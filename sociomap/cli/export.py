@@ -16,13 +16,16 @@ import click
 @click.option("--engine", type=click.Choice(["auto", "tippecanoe", "python"]), default="auto", show_default=True,
               help="PMTiles writer: tippecanoe binary, pure Python, or tippecanoe with Python fallback.")
 def export(out_dir: Path, fmt: str, minzoom: int, maxzoom: int, engine: str) -> None:
-    """Export the socio-function GeoPackages in OUT_DIR.
+    """Export the published socio-function layers of OUT_DIR (a `sociomap run` output).
+
+    The export becomes part of the published set (a new set, switched atomically, recorded in run.json),
+    and later runs into OUT_DIR make it again from their layers, so it never goes stale.
 
     \b
     Example:
         sociomap export runs/helsinki --format pmtiles --maxzoom 17
     """
-    from sociomap.export import export_run  # heavy imports only when the command runs
+    from sociomap.pipeline.publish import export_published  # heavy imports only when the command runs
 
-    written = export_run(out_dir, fmt, minzoom=minzoom, maxzoom=maxzoom, engine=engine)
-    click.echo(str(written))
+    options = {"minzoom": minzoom, "maxzoom": maxzoom, "engine": engine} if fmt == "pmtiles" else {}
+    click.echo(str(export_published(out_dir, fmt, **options)))

@@ -39,6 +39,34 @@ class NumberTuple(click.ParamType):
         return out
 
 
+class ByteSize(click.ParamType):
+    """``500MB``, ``20GiB``, ``1e9`` -> bytes."""
+
+    name = "SIZE"
+    UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+             "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower().replace(" ", "")
+        number = text.rstrip("kmgtib")
+        unit = text[len(number):]
+        try:
+            return int(float(number) * self.UNITS[unit])
+        except (ValueError, KeyError):
+            self.fail(f"{value!r} is not a size; e.g. 500MB, 20GB, 1TiB", param, ctx)
+
+
+def format_bytes(n: int) -> str:
+    """1234567 -> '1.2 MB'."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
 def load_toml_defaults(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Eager --config callback: TOML keys (option names, - or _) become defaults; the command line wins."""
     if not value:

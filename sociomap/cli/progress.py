@@ -36,13 +36,9 @@ class RichReporter:
         self._task = self._progress.add_task(f"tiles x {len(queries)} queries", total=total_tiles,
                                              rate="", info="")
 
-    def advance(self, tiles: int, result: object | None) -> None:
-        if result is None:
-            self._stats["failed"] += tiles
-        else:
-            self._stats["computed"] += result.computed
-            self._stats["reused"] += result.reused
-            self._stats["empty"] += result.empty
+    def advance(self, tiles: int, progress: object) -> None:
+        for name in self._stats:
+            self._stats[name] += getattr(progress, name)
         task = self._progress.tasks[0]
         speed = task.speed or 0.0
         self._progress.update(self._task, advance=tiles, rate=f"{speed:.2f} t/s" if speed else "",
@@ -66,12 +62,15 @@ def query_table(queries: list[Query]) -> Table:
 def summary_table(summary: object) -> Table:
     """Counts, per-stage seconds and layers at the end of a run."""
     table = Table(title=f"run {summary.run_id}", title_justify="left", show_header=False)
-    table.add_row("tiles", f"{summary.tiles_total} candidate, {summary.tiles_read} with data, "
-                           f"{summary.tiles_empty} empty/outside skipped, {len(summary.failed_tiles)} failed")
-    table.add_row("results", f"{summary.results_computed} computed, {summary.results_reused} reused from cache")
+    table.add_row("tiles", f"{summary.tiles_total} candidate, {summary.tiles_read} read, "
+                           f"{summary.tiles_from_memo} unchanged (not read), {summary.tiles_empty} without data, "
+                           f"{len(summary.failed_tiles)} failed")
+    table.add_row("results", f"{summary.results_computed} computed, {summary.results_reused} reused from cache"
+                  + (f", {summary.cache_damaged} damaged cache entries recomputed" if summary.cache_damaged else ""))
     table.add_row("seconds", ", ".join(f"{k} {v:.2f}" for k, v in sorted(summary.seconds.items())))
     for name, n in summary.layers.items():
-        table.add_row(f"layer {name}", f"{n} features")
+        kept = f" (kept from run {summary.carried[name]})" if name in summary.carried else ""
+        table.add_row(f"layer {name}", f"{n} features{kept}")
     table.add_row("features crossing a tile seam", str(summary.seam_features))
     table.add_row("executor", summary.executor)
     return table

@@ -55,12 +55,21 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
 @options.format_opt
 @options.combined_opt
 # Execution.
-@click.option("--workers", type=click.IntRange(0), help="Local Dask workers (0 = in-process; default: one per GPU, else 1).")
+@click.option("--workers", type=click.IntRange(0),
+              help="Local CPU worker processes (0 = in-process; default: from the cores; GPUs get one each).")
+@click.option("--gpus", type=click.IntRange(0), help="GPUs of this machine to use, one worker each (default: all).")
 @click.option("--scheduler", help="Run on an existing Dask cluster: tcp://host:8786 or a scheduler file.")
+@click.option("--min-workers", type=click.IntRange(1), default=1, show_default=True,
+              help="With --scheduler: wait until this many workers joined (adaptive clusters).")
 @click.option("--memory-limit", default="auto", show_default=True, help="Per-worker memory limit (e.g. 12GiB).")
 @click.option("--tiles-per-task", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--retries", type=click.IntRange(0), default=2, show_default=True, help="Retries of a failing batch.")
 @click.option("--force", is_flag=True, help="Ignore the per-tile cache and recompute everything.")
+@click.option("--overwrite", is_flag=True, help="Replace files in --out that sociomap did not write.")
+@click.option("--allow-shrink", is_flag=True,
+              help="Publish even when a layer loses more than --max-shrink of its published features.")
+@click.option("--max-shrink", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of a published layer's features a run may lose before publishing is refused.")
 @click.option("--dry-run", is_flag=True, help="Count tiles and model calls (and cache hits); write nothing.")
 @click.pass_context
 def run(ctx: click.Context, image: Path | None, classes: tuple[str, ...] | None, out: Path | None,
@@ -93,7 +102,7 @@ def run(ctx: click.Context, image: Path | None, classes: tuple[str, ...] | None,
     if config.dry_run:
         estimate = ("unknown until a first run" if summary.estimate_seconds is None
                     else f"about {summary.estimate_seconds / 60:.1f} worker-minutes of model time")
-        click.echo(f"dry run: {summary.tiles_total} tiles ({summary.tiles_empty} without data), "
+        click.echo(f"dry run: {summary.tiles_total} tiles ({summary.tiles_empty} known without data), at most "
                    f"{summary.results_computed} model calls needed, {summary.results_reused} already cached; "
                    f"estimate: {estimate}")
 
@@ -114,13 +123,15 @@ def build_run_config(image: Path, classes: tuple[str, ...], out: Path, kw: dict)
     reasoner = ReasonerConfig(**{k: kw.pop(k) for k in REASONER_FIELDS})
     tiling = TilingConfig(zoom=kw.pop("zoom"), tile_size=kw.pop("tile_size"), bands=kw.pop("bands"),
                           rescale=kw.pop("rescale"), tiles_per_task=kw.pop("tiles_per_task"))
-    executor = ExecutorConfig(workers=kw.pop("workers"), scheduler=kw.pop("scheduler"),
-                              memory_limit=kw.pop("memory_limit"), retries=kw.pop("retries"))
+    executor = ExecutorConfig(workers=kw.pop("workers"), scheduler=kw.pop("scheduler"), gpus=kw.pop("gpus"),
+                              memory_limit=kw.pop("memory_limit"), retries=kw.pop("retries"),
+                              min_workers=kw.pop("min_workers"))
     return RunConfig(image=image, out=out, classes=tuple(classes), map=kw.pop("map_path"), osm=kw.pop("osm"),
                      map_language=kw.pop("map_language"), reasoner_kind=kw.pop("reasoner_kind"),
                      crs=kw.pop("crs"), formats=tuple(kw.pop("formats")), combined=kw.pop("combined"),
-                     force=kw.pop("force"), dry_run=kw.pop("dry_run"), tiling=tiling, reasoner=reasoner,
-                     merge=MergeConfig(**merge_kw), executor=executor)
+                     force=kw.pop("force"), dry_run=kw.pop("dry_run"), overwrite=kw.pop("overwrite"),
+                     allow_shrink=kw.pop("allow_shrink"), max_shrink=kw.pop("max_shrink"), tiling=tiling,
+                     reasoner=reasoner, merge=MergeConfig(**merge_kw), executor=executor)
 
 
 def _check_crs(crs: str) -> None:

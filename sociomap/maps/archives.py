@@ -45,6 +45,12 @@ def decode_tile(data: bytes, size: int, where: str) -> np.ndarray:
     return np.asarray(rgb, np.uint8).copy()
 
 
+def _archive_code() -> str:
+    from sociomap.fingerprint import code_fingerprint
+
+    return code_fingerprint("sociomap.maps.archives", "sociomap.maps.raster")
+
+
 def _blank(size: int) -> np.ndarray:
     return np.full((size, size, 3), BLANK_RGB, np.uint8)
 
@@ -63,6 +69,20 @@ class XYZFolderMap:
             if file.is_file():
                 return decode_tile(file.read_bytes(), size, str(file))
         return _blank(size)
+
+    def fingerprint(self) -> str:
+        """Names, sizes and modification times of the folder's tiles (a listing, not a read), and the code."""
+        import hashlib
+        import os
+
+        digest = hashlib.sha256(_archive_code().encode())
+        for root, dirs, files in os.walk(self.path):
+            dirs.sort()
+            for name in sorted(files):
+                st = os.stat(os.path.join(root, name))
+                digest.update(f"{os.path.relpath(os.path.join(root, name), self.path)}:{st.st_size}:"
+                              f"{st.st_mtime_ns}\n".encode())
+        return "xyz:" + digest.hexdigest()
 
     def describe(self) -> dict[str, str]:
         """Kind and path, for the run manifest."""
@@ -109,6 +129,12 @@ class MBTilesMap:
             (tile.z, tile.x, tms_row)).fetchone()
         return decode_tile(bytes(row[0]), size, f"{self.path} tile {tile}") if row else _blank(size)
 
+    def fingerprint(self) -> str:
+        """The archive file's content and the code."""
+        from sociomap.fingerprint import content_id
+
+        return f"mbtiles:{content_id(self.path)}:{_archive_code()}"
+
     def describe(self) -> dict[str, str]:
         """Kind and path, for the run manifest."""
         return {"kind": "mbtiles", "path": str(self.path)}
@@ -150,6 +176,12 @@ class PMTilesMap:
         if header["tile_compression"] == Compression.GZIP:
             data = gzip.decompress(data)
         return decode_tile(data, size, f"{self.path} tile {tile}")
+
+    def fingerprint(self) -> str:
+        """The archive file's content and the code."""
+        from sociomap.fingerprint import content_id
+
+        return f"pmtiles:{content_id(self.path)}:{_archive_code()}"
 
     def describe(self) -> dict[str, str]:
         """Kind and path, for the run manifest."""

@@ -8,6 +8,7 @@ Each tile is rendered on its own with a geometry buffer, so features crossing ti
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,14 @@ class OSMMap:
     def read_png(self, tile: mercantile.Tile, size: int) -> bytes:
         """The same tile as PNG bytes; identical across runs and processes for the same input."""
         return encode_png(self.read(tile, size))
+
+    def fingerprint(self) -> str:
+        """OSM content, language, bounds, renderer version and the map code (style, data reading, fonts)."""
+        from sociomap.fingerprint import code_fingerprint, content_id
+
+        parts = [content_id(Path(self.path)), self.language, self.bounds_wgs84, mapnik.version_string(),
+                 code_fingerprint("sociomap.maps")]
+        return "osm:" + hashlib.sha256(repr(parts).encode()).hexdigest()
 
     def describe(self) -> dict[str, str]:
         """Kind, path and style options, for the run manifest."""

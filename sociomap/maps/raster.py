@@ -36,6 +36,12 @@ class RasterMap:
         rgb[~img.valid] = BLANK_RGB
         return rgb
 
+    def fingerprint(self) -> str:
+        """The map raster's tiles are the mosaic reader's tiles of this file, painted blank where empty."""
+        from sociomap.fingerprint import code_fingerprint
+
+        return f"raster:{self._mosaic.fingerprint()}:{code_fingerprint('sociomap.maps.raster')}"
+
     def describe(self) -> dict[str, str]:
         """Kind and path, for the run manifest."""
         return {"kind": "raster", "path": str(self.path)}

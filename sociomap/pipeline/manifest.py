@@ -11,10 +11,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from sociomap.fingerprint import file_fingerprint
-
-__all__ = ["build_manifest", "file_fingerprint", "read_manifest", "versions", "write_json_atomic"]
-
 
 def versions() -> dict[str, str]:
     """Versions of the packages that shape results."""
@@ -29,12 +25,19 @@ def versions() -> dict[str, str]:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON via a temp file + rename, so readers never see half a manifest."""
+    """Write JSON via a temp file + fsync + rename, so readers never see half a manifest; mode 0644."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_manifest(path: Path) -> dict | None:
@@ -46,10 +49,12 @@ def read_manifest(path: Path) -> dict | None:
 
 
 def build_manifest(status: str, summary: object, config: object, inputs: dict, started: float) -> dict:
-    """The run.json record of a RunSummary and its RunConfig."""
+    """The run.json record of a RunSummary and its RunConfig (also the failed-<run_id>.json record)."""
     return {
         "status": status,
         "run_id": summary.run_id,
+        "set_id": summary.set_id,
+        "error": summary.error,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds_total": round(time.time() - started, 3),
         "inputs": inputs,
@@ -59,15 +64,21 @@ def build_manifest(status: str, summary: object, config: object, inputs: dict, s
         "random_weights": summary.random_weights,
         "versions": versions(),
         "executor": summary.executor,
+        "work": summary.work,
+        "max_window": summary.max_window,
         "counts": {
             "tiles_total": summary.tiles_total, "tiles_empty": summary.tiles_empty,
-            "tiles_read": summary.tiles_read, "results_computed": summary.results_computed,
-            "results_reused": summary.results_reused, "tiles_failed": len(summary.failed_tiles),
-            "seam_features": summary.seam_features,
+            "tiles_read": summary.tiles_read, "tiles_from_memo": summary.tiles_from_memo,
+            "results_computed": summary.results_computed, "results_reused": summary.results_reused,
+            "tiles_failed": len(summary.failed_tiles), "seam_features": summary.seam_features,
+            "cache_damaged": summary.cache_damaged,
         },
         "failed_tiles": summary.failed_tiles,
         "seconds": {k: round(v, 3) for k, v in summary.seconds.items()},
         "layers": summary.layers,
+        "carried": summary.carried,
+        "exports": summary.exports,
+        "files": summary.files,
         "outputs": summary.outputs,
     }
 

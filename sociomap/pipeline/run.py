@@ -1,46 +1,54 @@
-"""sociomap.pipeline.run: the whole job, from a mosaic to one GeoPackage per socio-function.
+"""sociomap.pipeline.run: the whole job, from a mosaic to one published set of socio-function layers.
 
-Tiles stream through the executor in small batches; their polygons stream into an on-disk piece
-store; layers are merged per socio-function and published by atomic rename only when every tile
-succeeded. Per-tile results live in a content-addressed cache, so re-runs and resumed runs compute
-only what changed.
+1. Check what can be checked before heavy work: option combinations, the mosaic, user files in OUT.
+2. Take the output lock, remove what killed runs left behind, open the cache, register the run.
+3. Start or connect the executor (its workers are checked), resolve the segmenter identity where the
+   model runs, and build the keys.
+4. Drive every tile through the cache and the workers (``schedule.Driver``) into an on-disk piece store.
+5. Guards: failed tiles (exit 6), a mosaic with no data (3), a map that shows nothing over it (3).
+6. Merge per socio-function into a new output set and publish it atomically (``publish``), unless the
+   shrink guard refuses (exit 7). Anything but success leaves the published set as it was and writes
+   ``OUT/.sociomap/failed-<run_id>.json``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-import mercantile
-
-from sociomap.errors import ConfigError, TilesFailedError
+from sociomap.errors import ConfigError, MapSourceError, ModelLoadError, MosaicError, SociomapError, TilesFailedError
 from sociomap.maps.base import MapSource, open_map_source
+from sociomap.pipeline.cache import CACHE_NAME, ResultCache, identity_digest, memo_key, pieces_key
 from sociomap.pipeline.executor import ExecutorConfig, open_executor
+from sociomap.pipeline.identity import inputs_fingerprint, query_digest, vectorize_digest
 from sociomap.pipeline.lock import output_lock
-from sociomap.pipeline.manifest import build_manifest, file_fingerprint, read_manifest, write_json_atomic
-from sociomap.pipeline.segmenters import SegmenterSpec
-from sociomap.pipeline.tasks import BatchJob, BatchResult, finish_batch, prepare_batch
+from sociomap.pipeline.manifest import build_manifest, read_manifest, write_json_atomic
+from sociomap.pipeline.outputs import (MANIFEST, check_user_files, published_set, remove_leftovers, staging_dir,
+                                       state_dir)
+from sociomap.pipeline.schedule import Driver, Keys, Progress, Tally, tile_id
+from sociomap.pipeline.segmenters import SegmenterSpec, needs_map, segmenter_identity
+from sociomap.pipeline.tasks import ReadJob
 from sociomap.taxonomy import Query, resolve_queries
 from sociomap.tiling import Mosaic, TilingConfig
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = ".sociomap"
-MANIFEST = "run.json"
 REASONERS = ("socioreasoner", "osm")
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything `sociomap run` takes; stage settings live in their stage's config object."""
+    """Everything `sociomap run` takes; stage settings live in their stage's config object.
+
+    ``overwrite`` lets a run replace a user's own file at one of its output paths; ``allow_shrink``
+    publishes layers that lost more than ``max_shrink`` of the published layer's features (or all).
+    """
 
     image: Path
     out: Path
@@ -54,6 +62,9 @@ class RunConfig:
     combined: bool = False
     force: bool = False
     dry_run: bool = False
+    overwrite: bool = False
+    allow_shrink: bool = False
+    max_shrink: float = 0.5
     tiling: TilingConfig = field(default_factory=TilingConfig)
     reasoner: object | None = None  # sociomap.reasoning.ReasonerConfig
     merge: object | None = None  # sociomap.merge.MergeConfig
@@ -69,38 +80,49 @@ class RunSummary:
     tiles_total: int = 0
     tiles_empty: int = 0
     tiles_read: int = 0
+    tiles_from_memo: int = 0
     results_computed: int = 0
     results_reused: int = 0
-    failed_tiles: list[str] = field(default_factory=list)
+    failed_tiles: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     layers: dict[str, int] = field(default_factory=dict)
+    carried: dict[str, str] = field(default_factory=dict)  # layer kept from an earlier run -> its run id
     seam_features: int = 0
     outputs: list[str] = field(default_factory=list)
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
+    exports: dict[str, dict] = field(default_factory=dict)
     identity: dict[str, str] = field(default_factory=dict)
     executor: str = ""
+    work: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> worker -> tasks
+    max_window: int = 0
+    cache_damaged: int = 0
+    set_id: str = ""
     estimate_seconds: float | None = None  # dry runs: model time still needed, from the last run's rate
+    error: str | None = None
 
     @property
     def random_weights(self) -> bool:
         """True when the model was a random-initialised test checkpoint."""
         return self.identity.get("random_init") == "true"
 
-    def add(self, result: BatchResult) -> None:
-        """Fold one batch's counters in."""
-        self.tiles_empty += result.empty
-        self.tiles_read += result.read
-        self.results_computed += result.computed
-        self.results_reused += result.reused
-        for stage, s in result.seconds.items():
-            self.seconds[stage] += s
-        self.identity = self.identity or result.identity
+    def add(self, tally: Tally) -> None:
+        """Fold the driver's tally in."""
+        self.tiles_empty += tally.tiles_empty
+        self.tiles_read += tally.tiles_read
+        self.tiles_from_memo += tally.tiles_from_memo
+        self.results_computed += tally.computed
+        self.results_reused += tally.reused
+        self.failed_tiles.update(tally.failed)
+        for stage, seconds in tally.seconds.items():
+            self.seconds[stage] += seconds
+        self.work = {step: dict(workers) for step, workers in tally.work.items()}
 
 
 class Reporter(Protocol):
     """Progress callbacks; the CLI implements them with rich, the library never prints."""
 
     def start(self, total_tiles: int, queries: list[Query]) -> None: ...
-    def advance(self, tiles: int, result: BatchResult | None) -> None: ...
+    def advance(self, tiles: int, progress: Progress) -> None: ...
     def stage(self, name: str) -> None: ...
 
 
@@ -108,7 +130,7 @@ class _Silent:
     def start(self, total_tiles: int, queries: list[Query]) -> None:
         pass
 
-    def advance(self, tiles: int, result: BatchResult | None) -> None:
+    def advance(self, tiles: int, progress: Progress) -> None:
         pass
 
     def stage(self, name: str) -> None:
@@ -124,6 +146,17 @@ def _check(config: RunConfig) -> None:
         raise ConfigError("SocioReasoner reads a map beside each satellite tile: pass --map MAP or --osm city.osm.pbf")
     if config.map is not None and config.osm is not None and config.reasoner_kind == "socioreasoner":
         logger.info("both --map and --osm given: the map comes from --map")
+    if not 0 <= config.max_shrink <= 1:
+        raise ConfigError(f"--max-shrink {config.max_shrink}: give a share between 0 and 1 (0.5 = half)")
+
+
+def absolute_paths(config: RunConfig) -> RunConfig:
+    """Every path made absolute here, so workers started in other folders see the same files."""
+    def absolute(p: Path | None) -> Path | None:
+        return None if p is None else Path(p).expanduser().absolute()
+
+    return replace(config, image=absolute(config.image), out=absolute(config.out), map=absolute(config.map),
+                   osm=absolute(config.osm))
 
 
 def _map_source(config: RunConfig, bounds: tuple[float, float, float, float]) -> MapSource | None:
@@ -137,18 +170,15 @@ def _map_source(config: RunConfig, bounds: tuple[float, float, float, float]) ->
 def _segmenter_spec(config: RunConfig, bounds: tuple[float, float, float, float]) -> SegmenterSpec:
     if config.reasoner_kind == "osm":
         return SegmenterSpec("osm", osm=Path(config.osm), osm_bounds=bounds)
+    if config.reasoner is None:
+        from sociomap.reasoning.config import ReasonerConfig
+
+        return SegmenterSpec("socioreasoner", reasoner=ReasonerConfig())
     return SegmenterSpec("socioreasoner", reasoner=config.reasoner)
 
 
-def _batches(mosaic: Mosaic, config: RunConfig, base: dict) -> Iterator[BatchJob]:
-    tiles: list[mercantile.Tile] = []
-    for tile in mosaic.tiles(config.tiling.zoom):
-        tiles.append(tile)
-        if len(tiles) == config.tiling.tiles_per_task:
-            yield BatchJob(tiles=tuple(tiles), **base)
-            tiles = []
-    if tiles:
-        yield BatchJob(tiles=tuple(tiles), **base)
+def _layer_files(queries: list[Query]) -> list[str]:
+    return sorted({f"{q.layer}.gpkg" for q in queries})
 
 
 def new_run_id() -> str:
@@ -158,138 +188,151 @@ def new_run_id() -> str:
 
 def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
     """Run the pipeline; see the module docstring. Raises SociomapError subclasses on bad input."""
-    from sociomap.merge import PieceStore
-
     reporter = reporter or _Silent()
+    config = absolute_paths(config)
     _check(config)
     queries = resolve_queries(config.classes)
+    mosaic = Mosaic(Path(config.image), config.tiling.bands, config.tiling.rescale)
+    if config.dry_run:
+        return dry_run(config, queries, mosaic)
     out = Path(config.out)
-    state = out / STATE_DIR
+    check_user_files(out, _layer_files(queries), config.overwrite)
     summary = RunSummary(new_run_id(), queries)
     started = time.time()
+    state = state_dir(out)
     with output_lock(state):
-        mosaic = Mosaic(Path(config.image), config.tiling.bands, config.tiling.rescale)
-        bounds = mosaic.geographic_bounds()
-        base = dict(mosaic=mosaic, map_source=_map_source(config, bounds), segmenter=_segmenter_spec(config, bounds),
-                    queries=tuple(queries), size=config.tiling.tile_size, cache_root=state / "cache",
-                    merge=config.merge, force=config.force, dry_run=config.dry_run)
-        summary.tiles_total = sum(1 for _ in mosaic.tiles(config.tiling.zoom))
-        reporter.start(summary.tiles_total, queries)
-        staging = state / "staging" / summary.run_id
+        remove_leftovers(out)
+        staging = staging_dir(out, f"run-{summary.run_id}")
+        cache = ResultCache(state / CACHE_NAME)
+        cache.begin_run(summary.run_id)
+        status = "failed"
         try:
-            with PieceStore(staging) as store:
-                _execute(config, summary, store, _batches(mosaic, config, base), reporter)
-                if config.dry_run:
-                    summary.estimate_seconds = estimate_model_seconds(out / MANIFEST, summary.results_computed)
-                    return summary
-                if summary.failed_tiles:
-                    _write_manifest(config, summary, started, status="failed")
-                    raise TilesFailedError(
-                        f"{len(summary.failed_tiles)} tile(s) failed after retries "
-                        f"(see {state / f'failed-{summary.run_id}.json'}); "
-                        "the previous layers were kept; re-run to retry only those tiles"
-                    )
-                reporter.stage("merging")
-                _merge_and_publish(config, summary, store, state, reporter)
-            _write_manifest(config, summary, started, status="ok")
+            _execute(config, queries, mosaic, summary, cache, staging, reporter)
+            status = "ok"
+        except SociomapError as exc:
+            status = "refused" if exc.exit_code == 7 else "failed"
+            summary.error = str(exc)
+            raise
         finally:
+            summary.cache_damaged = cache.damaged
+            cache.end_run(status)
+            cache.close()
+            if status != "ok":
+                _write_failure(config, summary, started, status)
             shutil.rmtree(staging, ignore_errors=True)
+            mosaic.close()
     return summary
 
 
-def _execute(config: RunConfig, summary: RunSummary, store: object, jobs: Iterator[BatchJob],
-             reporter: Reporter) -> None:
-    executor_config = replace(config.executor, use_gpus=config.reasoner_kind != "osm")
-    with open_executor(executor_config) as executor:
+def _execute(config: RunConfig, queries: list[Query], mosaic: Mosaic, summary: RunSummary, cache: ResultCache,
+             staging: Path, reporter: Reporter) -> None:
+    from sociomap.merge import PieceStore
+    from sociomap.pipeline.publish import publish_run
+
+    started = time.time()
+    bounds = mosaic.geographic_bounds()
+    map_source = _map_source(config, bounds)
+    spec = _segmenter_spec(config, bounds)
+    needs_model = spec.kind == "socioreasoner"
+    model_on_gpu = needs_model and spec.reasoner.device != "cpu"
+    paths = [p for p in (config.image, config.map, config.osm) if p is not None]
+    executor_config = replace(config.executor, worker_dir=staging / "workers")
+    with open_executor(executor_config, needs_model, model_on_gpu, paths) as executor:
         summary.executor = executor.name
-        for job, result, error in executor.map_unordered(prepare_batch, finish_batch, jobs):
-            if error is not None:
-                logger.error("tiles %s failed: %s", [f"{t.z}/{t.x}/{t.y}" for t in job.tiles], error)
-                summary.failed_tiles.extend(f"{t.z}/{t.x}/{t.y}" for t in job.tiles)
-                reporter.advance(len(job.tiles), None)
+        start = time.perf_counter()
+        summary.identity = (executor.call_on_model_worker(segmenter_identity, spec) if needs_model
+                            else segmenter_identity(spec))
+        summary.seconds["identity"] += time.perf_counter() - start
+        uses_map = map_source if needs_map(spec) else None
+        keys = Keys(identity_digest(summary.identity), tuple(query_digest(q, spec.kind == "osm") for q in queries),
+                    inputs_fingerprint(mosaic, uses_map, config.tiling.tile_size), vectorize_digest(config.merge))
+        summary.tiles_total = sum(1 for _ in mosaic.tiles(config.tiling.zoom))
+        reporter.start(summary.tiles_total, queries)
+        provenance = {"run_id": summary.run_id,
+                      "model": summary.identity.get("model", f"osm:{Path(config.osm).name}" if config.osm else "")}
+        with PieceStore(staging / "pieces") as store:
+            driver = Driver(ReadJob((), mosaic, uses_map, spec, config.tiling.tile_size), tuple(queries), keys,
+                            executor, cache, store, provenance, config.merge, config.tiling.tiles_per_task,
+                            config.executor.retries, config.force, reporter)
+            summary.add(driver.run(mosaic.tiles(config.tiling.zoom)))
+            summary.max_window = executor.max_window
+            _guard_inputs(config, summary, driver.tally, mosaic, uses_map)
+            reporter.stage("merging")
+            publish_run(config, summary, store, staging, started, reporter)
+
+
+def _guard_inputs(config: RunConfig, summary: RunSummary, tally: Tally, mosaic: Mosaic,
+                  map_source: MapSource | None) -> None:
+    """Stop before publishing when tiles failed or the inputs cannot have given real layers."""
+    state = state_dir(Path(config.out))
+    if summary.failed_tiles:
+        raise TilesFailedError(f"{len(summary.failed_tiles)} tile(s) failed after retries (see "
+                               f"{state / f'failed-{summary.run_id}.json'}); the published layers were kept; "
+                               "re-run to retry only those tiles")
+    if tally.data_tiles == 0:
+        raise MosaicError(f"{config.image}: none of its {summary.tiles_total} tiles at zoom {config.tiling.zoom} "
+                          "holds data (all nodata or outside); the published layers were kept; check the mosaic")
+    if map_source is not None and tally.map_blank == tally.data_tiles:
+        source = config.map or config.osm
+        raise MapSourceError(f"{source}: its map is blank on all {tally.data_tiles} tiles of the mosaic (it does "
+                             "not cover the mosaic's area); the published layers were kept; pass the map of this area")
+
+
+def _write_failure(config: RunConfig, summary: RunSummary, started: float, status: str) -> None:
+    """``OUT/.sociomap/failed-<run_id>.json``: what the failed run did and each failed tile's error."""
+    data = build_manifest(status, summary, config, {}, started)
+    try:
+        write_json_atomic(state_dir(Path(config.out)) / f"failed-{summary.run_id}.json", data)
+    except OSError as exc:  # a full or read-only disk must not hide the original error
+        logger.error("could not write the failure record: %s", exc)
+
+
+def dry_run(config: RunConfig, queries: list[Query], mosaic: Mosaic) -> RunSummary:
+    """Count tiles, cached results and model calls from the footprint and the cache: no tile is read,
+    nothing is written, no lock is taken (``OUT/.sociomap`` is not created)."""
+    summary = RunSummary(new_run_id(), queries)
+    bounds = mosaic.geographic_bounds()
+    spec = _segmenter_spec(config, bounds)
+    if spec.kind == "socioreasoner":
+        spec = replace(spec, reasoner=replace(spec.reasoner, offline=True))
+    try:
+        summary.identity = segmenter_identity(spec)
+    except ModelLoadError as exc:
+        logger.warning("weights are not available locally (%s); every result counts as needed", exc)
+    map_source = _map_source(config, bounds) if needs_map(spec) else None
+    keys = Keys(identity_digest(summary.identity), tuple(query_digest(q, spec.kind == "osm") for q in queries),
+                inputs_fingerprint(mosaic, map_source, config.tiling.tile_size), vectorize_digest(config.merge))
+    n = len(queries)
+    with ResultCache(state_dir(Path(config.out)) / CACHE_NAME, readonly=True) as cache:
+        for tile in mosaic.tiles(config.tiling.zoom):
+            summary.tiles_total += 1
+            memo = None if (config.force or not summary.identity) else cache.get_memo(
+                memo_key(keys.inputs, tile_id(tile)))
+            if memo is not None and memo.digest is None:
+                summary.tiles_empty += 1
                 continue
-            summary.add(result)
-            model = result.identity.get("model", result.identity.get("segmenter", ""))
-            for piece in result.pieces:
-                store.add(piece.layer, piece.tile, piece.geometries,
-                          {**piece.attrs, "run_id": summary.run_id, "model": model})
-            reporter.advance(len(job.tiles), result)
+            if memo is None:
+                summary.results_computed += n
+                continue
+            from sociomap.pipeline.cache import result_key
+
+            for j in range(n):
+                key = result_key(memo.digest, keys.segmenter, keys.queries[j], tile_id(tile))
+                stored = cache.get_pieces(pieces_key(key, keys.vectorize)) is not None or cache.has(key)
+                summary.results_reused += stored
+                summary.results_computed += not stored
+    previous = published_set(Path(config.out))
+    summary.estimate_seconds = estimate_model_seconds(previous / MANIFEST if previous else None,
+                                                      summary.results_computed)
+    mosaic.close()
+    return summary
 
 
-def estimate_model_seconds(manifest: Path, calls: int) -> float | None:
+def estimate_model_seconds(manifest: Path | None, calls: int) -> float | None:
     """Model seconds for ``calls`` (tile, query) results at the previous run's per-result rate, if known."""
-    previous = read_manifest(manifest) or {}
+    previous = (read_manifest(manifest) if manifest else None) or {}
     done = previous.get("counts", {}).get("results_computed", 0)
     spent = previous.get("seconds", {}).get("model")
     if not done or not spent:
         return None
     return calls * spent / done
-
-
-def _merge_and_publish(config: RunConfig, summary: RunSummary, store: object, state: Path,
-                       reporter: Reporter) -> None:
-    from sociomap.export import write_geopackages
-    from sociomap.merge import merge_layers
-
-    start = time.perf_counter()
-    wanted = {q.layer for q in summary.queries}
-    merged = []
-    workers = 1 if config.executor.workers == 0 else 2  # --workers 0 stays in this process
-    for name, gdf in merge_layers(store, config.merge, workers=workers):
-        merged.append((name, gdf))
-        summary.layers[name] = len(gdf)
-        summary.seam_features += int(gdf["crosses_seam"].sum()) if "crosses_seam" in gdf else 0
-    summary.seconds["merge"] += time.perf_counter() - start
-    for name in sorted(wanted - set(summary.layers)):  # asked for, nothing found: still one (empty) layer
-        merged.append((name, empty_layer()))
-        summary.layers[name] = 0
-    reporter.stage("writing")
-    start = time.perf_counter()
-    pending = state / "pending" / summary.run_id
-    metadata = {"run_id": summary.run_id, "model": summary.identity.get("model", ""),
-                "random_weights": str(summary.random_weights).lower()}
-    paths = write_geopackages(merged, pending, crs=config.crs, metadata=metadata, combined=config.combined,
-                              formats=("gpkg", *config.formats))
-    summary.outputs = [str(_publish(p, Path(config.out))) for p in paths]
-    _remove_stale_layers(Path(config.out), summary.outputs)
-    shutil.rmtree(pending, ignore_errors=True)
-    summary.seconds["write"] += time.perf_counter() - start
-
-
-def empty_layer() -> object:
-    """A feature-less layer with the run schema, so every requested socio-function gets its file."""
-    import geopandas as gpd
-
-    import pandas as pd
-
-    from sociomap.merge.reconcile import COLUMNS
-
-    dtypes = {"area_m2": "float64", "n_tiles": "int64", "n_pieces": "int64", "crosses_seam": "bool"}
-    columns = {c: pd.Series([], dtype=dtypes.get(c, "object")) for c in COLUMNS}
-    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs="EPSG:3857"), crs="EPSG:3857")
-
-
-def _publish(path: Path, out: Path) -> Path:
-    target = out / path.name
-    os.replace(path, target)  # atomic per file: readers see the old or the new layer, never a mix
-    return target
-
-
-def _remove_stale_layers(out: Path, current: list[str]) -> None:
-    previous = read_manifest(out / MANIFEST) or {}
-    for old in previous.get("outputs", []):
-        if old not in current and Path(old).parent == out:
-            Path(old).unlink(missing_ok=True)
-
-
-def _write_manifest(config: RunConfig, summary: RunSummary, started: float, status: str) -> None:
-    inputs = {"image": file_fingerprint(Path(config.image))}
-    for name in ("map", "osm"):
-        p = getattr(config, name)
-        if p is not None and Path(p).is_file():
-            inputs[name] = file_fingerprint(Path(p))
-    data = build_manifest(status, summary, config, inputs, started)
-    if status != "ok":  # keep the last good manifest; record the failure beside it
-        write_json_atomic(Path(config.out) / STATE_DIR / f"failed-{summary.run_id}.json", data)
-        return
-    write_json_atomic(Path(config.out) / MANIFEST, data)

@@ -17,7 +17,7 @@ from typing import Protocol
 import mercantile
 import numpy as np
 
-from sociomap.fingerprint import file_sha256
+from sociomap.fingerprint import code_fingerprint, content_id
 from sociomap.taxonomy import Query
 
 
@@ -64,14 +64,11 @@ class ReasonerSegmenter:
     needs_map = True
 
     def __init__(self, spec: SegmenterSpec) -> None:
-        from dataclasses import replace
-
         from sociomap.reasoning import load_reasoner
 
-        config = spec.reasoner
-        if config.device == "auto" and (device := _worker_gpu()):
-            config = replace(config, device=device)
-        self._reasoner = load_reasoner(config)
+        # device "auto" is this worker's own GPU: CUDA_VISIBLE_DEVICES set per worker (local clusters,
+        # `dask cuda worker`) leaves it one device, cuda:0; see docs/cluster.md.
+        self._reasoner = load_reasoner(spec.reasoner)
 
     def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
         from sociomap.reasoning import TilePair
@@ -79,19 +76,6 @@ class ReasonerSegmenter:
         pairs = [TilePair(map=t.map, satellite=t.satellite) for t in tiles]
         rows = self._reasoner.segment(pairs, [q.text for q in queries])
         return [[Segmentation(r.mask, _reasoner_meta(r)) for r in row] for row in rows]
-
-
-def _worker_gpu() -> str | None:
-    """On a multi-GPU box, Dask worker number i uses cuda:(i mod GPUs); None elsewhere."""
-    try:
-        import torch
-        from distributed import get_worker
-
-        index = int(get_worker().name)
-    except (ImportError, ValueError, TypeError):  # not in a numbered Dask worker
-        return None
-    gpus = torch.cuda.device_count()
-    return f"cuda:{index % gpus}" if gpus > 1 else None
 
 
 def _reasoner_meta(result: object) -> dict:
@@ -129,15 +113,20 @@ def needs_map(spec: SegmenterSpec) -> bool:
     return SEGMENTERS[spec.kind].needs_map
 
 
-@functools.lru_cache(maxsize=4)
 def segmenter_identity(spec: SegmenterSpec) -> dict[str, str]:
-    """Everything that determines results, WITHOUT loading a model: cache keys can be computed on any
-    worker (or in a dry run) and only cache misses pay for the model."""
+    """Everything that determines a segmenter's results, WITHOUT loading a model.
+
+    For the model it is resolved once per run on a worker that runs the model (device and dtype are
+    that worker's), and shipped with the work; it includes a fingerprint of the reasoning code.
+    """
     if spec.kind == "osm":
-        return {"segmenter": "osm", "osm_sha256": file_sha256(Path(spec.osm))}
+        code = code_fingerprint("sociomap.maps.osm_features", "sociomap.maps.osm_data", "sociomap.maps.coastline",
+                                "sociomap.tiling.grid", "sociomap.pipeline.segmenters")
+        return {"segmenter": "osm", "osm": content_id(Path(spec.osm)), "code": code}
     from sociomap.reasoning import reasoner_identity
 
-    return {"segmenter": spec.kind, **reasoner_identity(spec.reasoner)}
+    code = code_fingerprint("sociomap.reasoning", "sociomap.pipeline.segmenters")
+    return {"segmenter": spec.kind, **reasoner_identity(spec.reasoner), "code": code}
 
 
 _LOAD_LOCK = threading.Lock()

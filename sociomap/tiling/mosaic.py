@@ -111,6 +111,20 @@ class Mosaic:
             self._reader.close()
             self._reader = None
 
+    def fingerprint(self) -> str:
+        """What determines this mosaic's tiles, without reading any: file content, bands, stretch, tiling code
+        and the GDAL stack's versions."""
+        import hashlib
+        import importlib.metadata
+
+        import rasterio
+
+        from sociomap.fingerprint import code_fingerprint, content_id
+
+        parts = [content_id(self.path), self.bands, self.rescale, code_fingerprint("sociomap.tiling"),
+                 rasterio.__gdal_version__, importlib.metadata.version("rio-tiler")]
+        return hashlib.sha256(repr(parts).encode()).hexdigest()
+
     def geographic_bounds(self) -> tuple[float, float, float, float]:
         """(west, south, east, north) in EPSG:4326."""
         from rasterio.crs import CRS

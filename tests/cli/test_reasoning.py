@@ -1,6 +1,7 @@
 """`sociomap reasoning`: the model's stored texts behind a feature."""
 
 import json
+import sqlite3
 
 from sociomap.cli import cli
 
@@ -11,8 +12,8 @@ def test_stored_model_texts_can_be_read_back(runner, utm_mosaic, map_4326, tiny_
             str(tiny_checkpoint / "vlm"), "--sam", str(tiny_checkpoint / "sam2"), "--greedy", "--max-new-tokens", "12",
             "--zoom", "15", "--tile-size", "256", "--workers", "0"]
     assert runner.invoke(cli, args).exit_code == 0
-    cache = out / ".sociomap" / "cache"
-    pointers = sorted(str(p.relative_to(cache)) for p in cache.rglob("*.npz"))
+    with sqlite3.connect(out / ".sociomap" / "cache.sqlite") as db:  # every model result has its texts
+        pointers = sorted(key for (key,) in db.execute("SELECT key FROM results"))
     assert pointers
     result = runner.invoke(cli, ["reasoning", str(out), ";".join(pointers[:2])])
     assert result.exit_code == 0, result.output
@@ -22,5 +23,5 @@ def test_stored_model_texts_can_be_read_back(runner, utm_mosaic, map_4326, tiny_
 
 
 def test_unknown_pointer_is_exit_3(runner, tmp_path):
-    result = runner.invoke(cli, ["reasoning", str(tmp_path), "ab/" + "0" * 64 + ".npz"])
+    result = runner.invoke(cli, ["reasoning", str(tmp_path), "0" * 64])
     assert result.exit_code == 3 and "no cache entry" in result.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import geopandas as gpd
 import mercantile
 import pytest
@@ -26,6 +28,10 @@ def layers() -> dict[str, gpd.GeoDataFrame]:
 
 @pytest.fixture
 def run_dir(tmp_path, layers):
-    """A finished run's output folder: one GeoPackage per layer plus the combined one."""
-    write_geopackages(layers.items(), tmp_path, combined=True)
+    """A finished run's output folder as sociomap 0.1 wrote it: GeoPackages (one per layer plus the combined
+    one) and run.json directly in the folder."""
+    paths = write_geopackages(layers.items(), tmp_path, combined=True)
+    manifest = {"status": "ok", "run_id": "r0", "outputs": [str(p) for p in paths],
+                "layers": {name: len(frame) for name, frame in layers.items()}}
+    (tmp_path / "run.json").write_text(json.dumps(manifest))
     return tmp_path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyogrio
 import pytest
 from click.testing import CliRunner
@@ -19,11 +21,17 @@ def test_export_run_pmtiles_and_fgb(run_dir, layers):
     assert pyogrio.read_info(run_dir / "educational.fgb")["features"] == len(layers["educational"])
 
 
-def test_cli_export_writes_pmtiles(run_dir, layers):
+def test_cli_export_writes_pmtiles_into_the_published_set(run_dir, layers):
     result = CliRunner().invoke(export, [str(run_dir), "--format", "pmtiles", "--minzoom", "12", "--maxzoom", "14"])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("sociomap.pmtiles")
     assert verify_pmtiles(run_dir / "sociomap.pmtiles", list(layers))["tiles"] > 0
+    # The old-style folder became a published set: every file is a link into current/, run.json records it.
+    assert (run_dir / "current").is_symlink() and (run_dir / "sociomap.pmtiles").is_symlink()
+    assert (run_dir / "educational.gpkg").is_symlink() and (run_dir / "current" / "educational.gpkg").is_file()
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["exports"]["pmtiles"]["files"] == ["sociomap.pmtiles"]
+    assert manifest["exports"]["pmtiles"]["maxzoom"] == 14
 
 
 def test_cli_export_geojson(run_dir, layers):
@@ -36,6 +44,6 @@ def test_export_of_a_folder_without_layers_names_the_fix(tmp_path):
     with pytest.raises(InputError, match="finished `sociomap run`"):
         export_run(tmp_path, "pmtiles")
     result = CliRunner().invoke(export, [str(tmp_path)])
-    assert isinstance(result.exception, InputError)  # the lead's group turns it into "Error: ...", exit 3
+    assert isinstance(result.exception, InputError) and "nothing published" in str(result.exception)
     result = CliRunner().invoke(export, [str(tmp_path), "--format", "shp"])
     assert result.exit_code == 2

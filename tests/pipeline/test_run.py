@@ -108,14 +108,16 @@ def test_rerun_reuses_the_cache_and_recomputes_only_changed_tiles(osm_run_config
     assert forced.results_reused == 0
 
 
-def test_dry_run_counts_and_writes_nothing(osm_run_config):
+def test_dry_run_reads_no_tile_and_writes_nothing(osm_run_config):
     summary = run(replace(osm_run_config, dry_run=True))
-    assert summary.tiles_total > 0 and summary.results_computed == summary.tiles_read * 2
-    assert not list(osm_run_config.out.glob("*.gpkg")) and not (osm_run_config.out / "run.json").exists()
+    assert summary.tiles_total > 0 and summary.tiles_read == 0
+    assert summary.results_computed == summary.tiles_total * 2  # nothing known yet: an upper bound
+    assert not osm_run_config.out.exists(), "a dry run creates nothing, not even the state folder"
     assert summary.estimate_seconds is None  # no previous run to take a rate from
-    run(osm_run_config)
+    done = run(osm_run_config)
     again = run(replace(osm_run_config, dry_run=True))
-    assert again.results_computed == 0 and again.results_reused == summary.results_computed
+    assert again.results_computed == 0 and again.results_reused == done.results_computed
+    assert again.tiles_empty == done.tiles_empty and again.tiles_read == 0
     assert again.estimate_seconds == 0.0
     forced = run(replace(osm_run_config, dry_run=True, force=True))
     assert forced.results_computed == summary.results_computed and forced.estimate_seconds > 0
@@ -127,16 +129,19 @@ def test_a_second_run_on_the_same_output_is_refused(osm_run_config):
             run(osm_run_config)
 
 
-def test_failing_tiles_are_reported_and_previous_layers_kept(osm_run_config, map_4326, tmp_path):
+def test_failing_tiles_are_reported_and_previous_layers_kept(osm_run_config, tmp_path):
     run(osm_run_config)
     before = layer_wkbs(osm_run_config.out / "park_and_greenspace.gpkg")
-    broken = tmp_path / "broken_map.tif"  # a map raster cut short: reads of its later blocks fail
-    data = Path(map_4326).read_bytes()
-    broken.write_bytes(data[: len(data) // 3])
-    cfg = replace(osm_run_config, reasoner_kind="socioreasoner", map=broken)
-    with pytest.raises(TilesFailedError, match="failed after retries"):
-        run(cfg)
+    broken = tmp_path / "broken.tif"  # the mosaic cut short: its header opens, reads of its later blocks fail
+    data = Path(osm_run_config.image).read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TilesFailedError, match="failed after retries") as caught:
+        run(replace(osm_run_config, image=broken))
     assert layer_wkbs(osm_run_config.out / "park_and_greenspace.gpkg") == before
+    run_id = str(caught.value).split("failed-")[1].split(".json")[0]
+    record = read_manifest(osm_run_config.out / ".sociomap" / f"failed-{run_id}.json")
+    assert record["status"] == "failed" and record["failed_tiles"]
+    assert all("broken.tif" in text or "Read" in text or "read" in text for text in record["failed_tiles"].values())
 
 
 def test_bad_combinations_fail_before_any_work(osm_run_config):
@@ -167,6 +172,7 @@ def test_identical_pixels_on_different_tiles_do_not_share_results(osm_run_config
     flat = write_geotiff(tmp_path / "flat.tif", np.full((3, 800, 640), 90, np.uint8), UTM35N,
                          from_origin(*HELSINKI_ORIGIN, 2.0, 2.0))
     summary = run(replace(osm_run_config, image=flat))
-    assert summary.results_reused == 0 and summary.results_computed == summary.tiles_read * 2
+    data_tiles = summary.tiles_read - summary.tiles_empty
+    assert summary.results_reused == 0 and summary.results_computed == data_tiles * 2
     parks = pyogrio.read_dataframe(osm_run_config.out / "park_and_greenspace.gpkg")
     assert len(parks) > 1 and parks.geometry.normalize().to_wkb().nunique() == len(parks)

@@ -1,0 +1,161 @@
+"""sociomap.pipeline.publish: build a new output set from a run (or an export) and publish it atomically.
+
+A run's set holds the layers it made, the layers of the previous set it did not ask for (kept, hard
+links), the exports the previous set had (made again from the new layers, so they are never stale),
+and run.json. Before the switch the shrink guard compares each new layer with the published one.
+``sociomap export`` makes a new set too: the current files plus the new export, recorded in run.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from sociomap.errors import InputError, PublishRefusedError
+from sociomap.pipeline.manifest import build_manifest, read_manifest, write_json_atomic
+from sociomap.pipeline.outputs import (MANIFEST, carry_over, link_or_copy, prune_sets, publish_set, published_set,
+                                       staging_dir, state_dir)
+
+logger = logging.getLogger(__name__)
+
+#: Export formats a set can record: name -> default options.
+EXPORTS = {"pmtiles": {"minzoom": 10, "maxzoom": 16, "engine": "auto"}, "geojson": {}, "fgb": {}}
+
+
+def publish_run(config: object, summary: object, store: object, staging: Path, started: float,
+                reporter: object) -> Path:
+    """Merge the run's pieces into a new set beside the published one, guard, publish; returns the set folder."""
+    out = Path(config.out)
+    previous = published_set(out)
+    before = (read_manifest(previous / MANIFEST) if previous else None) or {}
+    building = staging / "set"
+    building.mkdir()
+    start = time.perf_counter()
+    counts = _write_layers(config, summary, store, building)
+    summary.seconds["merge"] += time.perf_counter() - start
+    _refuse_shrink(before.get("layers", {}), counts, config)
+    reporter.stage("writing")
+    start = time.perf_counter()
+    summary.layers = dict(counts)
+    earlier = {k: v for k, v in before.get("layers", {}).items() if k not in counts}
+    for name in carry_over(previous, building, [f"{slug}.gpkg" for slug in earlier]):
+        slug = Path(name).stem
+        summary.layers[slug] = earlier[slug]
+        summary.carried[slug] = before.get("carried", {}).get(slug, before.get("run_id", ""))
+    wanted_exports = {**before.get("exports", {}), **{fmt: {} for fmt in config.formats}}
+    summary.exports = {fmt: write_export(building, fmt, opts) for fmt, opts in sorted(wanted_exports.items())}
+    summary.seconds["write"] += time.perf_counter() - start
+    summary.set_id = summary.run_id
+    _finalize(out, building, summary, config, started)
+    return out / "current"
+
+
+def _write_layers(config: object, summary: object, store: object, folder: Path) -> dict[str, int]:
+    """One GeoPackage per socio-function of the run's queries (an empty layer where nothing was found)."""
+    from sociomap.export import write_geopackages
+    from sociomap.merge import merge_layers
+
+    counts: dict[str, int] = {}
+    workers = 1 if config.executor.workers == 0 else 2  # --workers 0 stays in this process
+    metadata = {"run_id": summary.run_id, "model": summary.identity.get("model", ""),
+                "random_weights": str(summary.random_weights).lower()}
+    layers = []
+    for name, gdf in merge_layers(store, config.merge, workers=workers):
+        layers.append((name, gdf))
+        counts[name] = len(gdf)
+        summary.seam_features += int(gdf["crosses_seam"].sum()) if "crosses_seam" in gdf else 0
+    for name in sorted({q.layer for q in summary.queries} - set(counts)):
+        layers.append((name, empty_layer()))
+        counts[name] = 0
+    write_geopackages(layers, folder, crs=config.crs, metadata=metadata, combined=config.combined)
+    return counts
+
+
+def empty_layer() -> object:
+    """A feature-less layer with the run schema, so every requested socio-function gets its file."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from sociomap.merge.reconcile import COLUMNS
+
+    dtypes = {"area_m2": "float64", "n_tiles": "int64", "n_pieces": "int64", "crosses_seam": "bool"}
+    columns = {c: pd.Series([], dtype=dtypes.get(c, "object")) for c in COLUMNS}
+    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs="EPSG:3857"), crs="EPSG:3857")
+
+
+def _refuse_shrink(published: dict[str, int], new: dict[str, int], config: object) -> None:
+    """Keep the published set when a layer would lose all its features or more than ``max_shrink`` of them."""
+    if config.allow_shrink:
+        return
+    for slug, n in sorted(new.items()):
+        old = int(published.get(slug, 0))
+        if old and (n == 0 or (old - n) / old > config.max_shrink):
+            raise PublishRefusedError(
+                f"layer {slug} would go from {old} to {n} features (more than {config.max_shrink:.0%} fewer); the "
+                "published layers were kept; if this is right, re-run with --allow-shrink (results are cached)")
+
+
+def write_export(folder: Path, fmt: str, options: dict) -> dict:
+    """Export the layers in ``folder`` to ``fmt`` inside it; returns the manifest entry (options + files)."""
+    from sociomap.export import export_run
+
+    opts = {**EXPORTS[fmt], **{k: v for k, v in options.items() if k in EXPORTS[fmt]}}
+    before = {p.name for p in folder.iterdir()}
+    export_run(folder, fmt, **opts)
+    return {**opts, "files": sorted({p.name for p in folder.iterdir()} - before)}
+
+
+def _finalize(out: Path, building: Path, summary: object, config: object, started: float) -> None:
+    """Write run.json into the set, publish it, prune old sets."""
+    summary.files = {"layers": {slug: f"{slug}.gpkg" for slug in summary.layers},
+                     "exports": {fmt: entry["files"] for fmt, entry in summary.exports.items()}}
+    summary.outputs = [str(out / p.name) for p in sorted(building.iterdir())] + [str(out / MANIFEST)]
+    write_json_atomic(building / MANIFEST, build_manifest("ok", summary, config, input_fingerprints(config), started))
+    publish_set(out, building, summary.set_id)
+    prune_sets(out)
+
+
+def input_fingerprints(config: object) -> dict:
+    """Content fingerprints of the run's input files (mosaic, map, OSM) for the manifest."""
+    from sociomap.fingerprint import file_fingerprint
+
+    inputs = {}
+    for name, path in (("image", config.image), ("map", config.map), ("osm", config.osm)):
+        if path is not None and Path(path).is_file():
+            inputs[name] = file_fingerprint(Path(path))
+    return inputs
+
+
+def export_published(out: Path, fmt: str, **options: object) -> Path:
+    """``sociomap export``: a new set = the published files + this export, recorded in run.json; under the lock."""
+    from sociomap.pipeline.lock import output_lock
+    from sociomap.pipeline.run import new_run_id
+
+    out = Path(out)
+    if fmt not in EXPORTS:
+        raise InputError(f"export format {fmt!r} is not supported; use one of {', '.join(EXPORTS)}")
+    with output_lock(state_dir(out)):
+        current = published_set(out)
+        if current is None:
+            raise InputError(f"{out}: nothing published yet; run `sociomap run ... --out {out}` first")
+        manifest = read_manifest(current / MANIFEST) or {}
+        set_id = new_run_id()
+        staging = staging_dir(out, f"export-{set_id}")
+        building = staging / "set"
+        building.mkdir()
+        old_files = set(manifest.get("exports", {}).get(fmt, {}).get("files", []))
+        for path in current.iterdir():
+            if path.is_file() and path.name != MANIFEST and path.name not in old_files:
+                link_or_copy(path, building / path.name)
+        entry = write_export(building, fmt, options)
+        manifest.setdefault("exports", {})[fmt] = entry
+        manifest.setdefault("files", {}).setdefault("exports", {})[fmt] = entry["files"]
+        manifest["set_id"] = set_id
+        manifest["outputs"] = sorted({*manifest.get("outputs", []), *(str(out / f) for f in entry["files"])})
+        write_json_atomic(building / MANIFEST, manifest)
+        publish_set(out, building, set_id)
+        shutil.rmtree(staging, ignore_errors=True)
+        prune_sets(out)
+        return out / entry["files"][0]
