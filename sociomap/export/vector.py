@@ -78,12 +78,11 @@ def _write(frame: gpd.GeoDataFrame, path: Path, layer: str, fmt: str, metadata: 
     driver = FORMATS[fmt][0]
     options = {"SPATIAL_INDEX": "YES"} if fmt in ("gpkg", "fgb") else {}
     try:
-        # An empty GeoPackage given dataset metadata makes GDAL write a stray .aux.xml on every read, so
-        # empty layers carry it as layer metadata only; their geometry type is set explicitly.
-        dataset_meta = fmt == "gpkg" and not append_layer and not frame.empty
+        # Run metadata goes on the GeoPackage layer (gpkg_metadata, shown by QGIS), never as GeoPackage
+        # dataset metadata: GDAL mirrors that into a .gpkg.aux.xml file beside the file on every read.
         pyogrio.write_dataframe(
             frame, path, layer=layer, driver=driver, promote_to_multi=True, layer_options=options,
-            dataset_metadata=(metadata or None) if dataset_meta else None,
+            dataset_metadata=None,
             layer_metadata=(metadata or None) if fmt == "gpkg" else None,
             geometry_type="MultiPolygon" if frame.empty else None,
         )

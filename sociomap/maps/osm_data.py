@@ -158,13 +158,24 @@ class _Collector:
             self.add("areas", f"w{way.id}", tags, _salvaged_ring(way))
 
 
+def osm_header_box(path: Path) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) from the file's header, None when it declares none; OSMError if unreadable."""
+    _check_path(Path(path))
+    try:
+        box = osmium.io.Reader(str(path), osmium.osm.osm_entity_bits.NOTHING).header().box()
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise OSMError(f"{path}: cannot read as OpenStreetMap data ({exc}); re-download the extract "
+                       "or check it with `osmium fileinfo`") from exc
+    if not box.valid():
+        return None
+    return (box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat)
+
+
 def _frame(path: Path, bounds_wgs84: tuple[float, float, float, float] | None) -> shapely.Geometry | None:
     if bounds_wgs84 is not None:
         return shapely.box(*bounds_wgs84)
-    box = osmium.io.Reader(str(path), osmium.osm.osm_entity_bits.NOTHING).header().box()
-    if not box.valid():
-        return None
-    return shapely.box(box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat)
+    box = osm_header_box(path)
+    return None if box is None else shapely.box(*box)
 
 
 def _frame_of(frame: shapely.Geometry | None, rows: Iterable[list]) -> shapely.Geometry:

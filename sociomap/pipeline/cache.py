@@ -304,12 +304,6 @@ class ResultCache:
         """Store a result's polygons (WKB) with the provenance attributes its features carry."""
         self._write("pieces", key, _encode(key, {"sizes": [len(b) for b in wkb], "attrs": attrs}, b"".join(wkb)))
 
-    def touch(self, table: str, keys: Iterable[str]) -> None:
-        """Stamp entries as used by the current run (so ``gc`` keeps them) without reading them."""
-        if self.run_seq and not self.readonly:
-            for key in keys:
-                self._execute(f"UPDATE {table} SET last_used = ? WHERE key = ?", (self.run_seq, key))
-
     def get_memo(self, key: str) -> MemoEntry | None:
         """What reading a tile gave under the same input fingerprints, or None."""
         decoded = self._read("memo", key)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from sociomap.errors import ConfigError, MapSourceError, ModelLoadError, MosaicError, SociomapError, TilesFailedError
+from sociomap.errors import (ConfigError, MapSourceError, ModelLoadError, MosaicError, OSMError, SociomapError,
+                             TilesFailedError)
 from sociomap.maps.base import MapSource, open_map_source
 from sociomap.pipeline.cache import CACHE_NAME, ResultCache, identity_digest, memo_key, pieces_key
 from sociomap.pipeline.executor import ExecutorConfig, open_executor
@@ -177,6 +178,19 @@ def _segmenter_spec(config: RunConfig, bounds: tuple[float, float, float, float]
     return SegmenterSpec("socioreasoner", reasoner=config.reasoner)
 
 
+def _check_osm_covers(osm: Path, bounds: tuple[float, float, float, float]) -> None:
+    """An OSM extract whose header box misses the mosaic would give empty layers: refuse it up front."""
+    from sociomap.maps.osm_data import osm_header_box
+
+    box = osm_header_box(osm)
+    if box is None:
+        return
+    west, south, east, north = bounds
+    if box[2] < west or box[0] > east or box[3] < south or box[1] > north:
+        raise OSMError(f"{osm}: covers {tuple(round(v, 4) for v in box)} (lon/lat), not the mosaic's "
+                       f"{tuple(round(v, 4) for v in bounds)}; pass an extract of the mosaic's area")
+
+
 def _layer_files(queries: list[Query]) -> list[str]:
     return sorted({f"{q.layer}.gpkg" for q in queries})
 
@@ -193,6 +207,8 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
     _check(config)
     queries = resolve_queries(config.classes)
     mosaic = Mosaic(Path(config.image), config.tiling.bands, config.tiling.rescale)
+    if config.osm is not None:
+        _check_osm_covers(Path(config.osm), mosaic.geographic_bounds())
     if config.dry_run:
         return dry_run(config, queries, mosaic)
     out = Path(config.out)
@@ -214,7 +230,6 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
             summary.error = str(exc)
             raise
         finally:
-            summary.cache_damaged = cache.damaged
             cache.end_run(status)
             cache.close()
             if status != "ok":
@@ -255,7 +270,7 @@ def _execute(config: RunConfig, queries: list[Query], mosaic: Mosaic, summary: R
                             executor, cache, store, provenance, config.merge, config.tiling.tiles_per_task,
                             config.executor.retries, config.force, reporter)
             summary.add(driver.run(mosaic.tiles(config.tiling.zoom)))
-            summary.max_window = executor.max_window
+            summary.max_window, summary.cache_damaged = executor.max_window, cache.damaged
             _guard_inputs(config, summary, driver.tally, mosaic, uses_map)
             reporter.stage("merging")
             publish_run(config, summary, store, staging, started, reporter)

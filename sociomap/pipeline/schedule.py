@@ -164,12 +164,13 @@ class Driver:
             self.tally.tiles_from_memo += 1
             self.reporter.advance(1, Progress(1, empty=1))
             return True
-        found = [self._stored_pieces(self._key(memo.digest, tile, j)) for j in range(len(self.queries))]
-        if any(f is None for f in found):
+        keys = [self._key(memo.digest, tile, j) for j in range(len(self.queries))]
+        found = [self._stored_pieces(key) for key in keys]
+        # The results behind the polygons are checked too (and marked used): a damaged one is healed now.
+        if any(f is None for f in found) or not all(self.cache.has(key) for key in keys):
             return False
         for j, pieces in enumerate(found):
             self._add_pieces(tile, j, pieces.wkb, pieces.attrs)
-        self.cache.touch("results", [self._key(memo.digest, tile, j) for j in range(len(self.queries))])
         self.tally.tiles_from_memo += 1
         self.tally.data_tiles += 1
         self.tally.map_blank += memo.map_blank
@@ -200,9 +201,8 @@ class Driver:
                     missing.append(j)
                     continue
                 pieces = self._stored_pieces(key)
-                if pieces is not None:
+                if pieces is not None and self.cache.has(key):
                     self._add_pieces(tile, j, pieces.wkb, pieces.attrs)
-                    self.cache.touch("results", [key])
                     job.reused += 1
                     continue
                 stored = self.cache.get(key)

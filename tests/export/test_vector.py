@@ -19,7 +19,9 @@ def test_one_indexed_geopackage_per_layer_plus_combined(tmp_path, layers):
     for name, frame in layers.items():
         info = pyogrio.read_info(tmp_path / f"{name}.gpkg", layer=name)
         assert info["crs"] == "EPSG:4326" and info["features"] == len(frame)
-        assert info["dataset_metadata"] == {"sociomap_run": "run-1"}
+        assert info["layer_metadata"] == {"sociomap_run": "run-1"}
+        pyogrio.read_dataframe(tmp_path / f"{name}.gpkg")
+        assert not list(tmp_path.glob("*.aux.xml")), "reading a layer must not leave .aux.xml files behind"
         assert {"query", "area_m2", "crosses_seam"} <= set(info["fields"])
         with sqlite3.connect(tmp_path / f"{name}.gpkg") as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
