@@ -8,14 +8,32 @@ Messages name the file or setting at fault and say what to do next. Exit codes: 
 class SociomapError(Exception):
     """Base class of every error sociomap raises on purpose.
 
-    Pickles as its class and message only (never its cause, which may be a library object that does not
-    unpickle elsewhere), so an error raised on a Dask worker arrives intact, exit code included.
+    Pickles as its class and message only, so an error raised on a Dask worker arrives intact, exit code
+    included. Its cause and context read as None: Dask pickles an error's whole chain (tblib), and a
+    library cause such as rasterio's CPLE_OpenFailedError does not unpickle, which turned bad inputs into
+    plain Exceptions (exit 6 after retries). Messages carry the cause's text instead.
     """
 
     exit_code = 1
 
     def __reduce__(self) -> tuple:
         return type(self), (str(self),)
+
+    @property
+    def __cause__(self) -> None:
+        return None
+
+    @__cause__.setter
+    def __cause__(self, value: BaseException | None) -> None:
+        pass
+
+    @property
+    def __context__(self) -> None:
+        return None
+
+    @__context__.setter
+    def __context__(self, value: BaseException | None) -> None:
+        pass
 
 
 class InputError(SociomapError, ValueError):

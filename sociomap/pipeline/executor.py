@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sociomap.errors import ConfigError, InputError
-from sociomap.pipeline.tasks import TaskFailure
+from sociomap.pipeline.tasks import TaskFailure, call, returned
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class InProcessExecutor:
 
     def call_on_model_worker(self, fn: Callable, *args: object) -> object:
         """Run ``fn`` here (this process runs the model)."""
-        return fn(*args)
+        return returned(call(fn, *args))
 
 
 class DaskExecutor:
@@ -180,7 +180,7 @@ class DaskExecutor:
 
     def call_on_model_worker(self, fn: Callable, *args: object) -> object:
         """Run ``fn`` on a worker that will run the model (e.g. to resolve the model identity there)."""
-        return self.client.submit(fn, *args, pure=False, resources=self.model_resources).result()
+        return returned(self.outcome(self.client.submit(call, fn, *args, pure=False, resources=self.model_resources)))
 
 
 def _read_problems(paths: list[str]) -> list[str]:

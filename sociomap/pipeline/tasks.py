@@ -58,13 +58,14 @@ class TaskFailure:
 
 
 def worker_name() -> str:
-    """The Dask worker address running this code, or "in-process"."""
+    """``name@address`` of the Dask worker running this code, or "in-process"."""
     try:
         from distributed import get_worker
 
-        return get_worker().address
+        worker = get_worker()
     except (ImportError, ValueError):
         return "in-process"
+    return f"{worker.name}@{worker.address}"
 
 
 def failures_as_values(fn: Callable) -> Callable:
@@ -83,6 +84,21 @@ def failures_as_values(fn: Callable) -> Callable:
             return TaskFailure("", 1, f"{type(exc).__name__}: {exc}", traceback.format_exc(), worker_name())
 
     return task
+
+
+@failures_as_values
+def call(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` as a task: its error comes back as a TaskFailure (see ``returned``)."""
+    return fn(*args)
+
+
+def returned(outcome: Any) -> Any:
+    """The value of a ``call``, or its error raised here (a SociomapError keeps its class and exit code)."""
+    if isinstance(outcome, TaskFailure):
+        if outcome.is_input_error:
+            raise outcome.rebuild()
+        raise RuntimeError(f"{outcome.message} (on worker {outcome.worker})\n{outcome.traceback}")
+    return outcome
 
 
 @dataclass(frozen=True)
