@@ -178,3 +178,13 @@ def resolve_queries(specs: Iterable[str], taxonomy: Taxonomy | None = None) -> l
     if not out:
         raise QueryError("--classes: no classes given; e.g. --classes park,school")
     return out
+
+
+def taxonomy_fingerprint() -> str:
+    """sha256 of the taxonomy table and the code that reads it (part of OSM index and cache keys)."""
+    import hashlib
+
+    from sociomap.fingerprint import code_fingerprint
+
+    table = resources.files("sociomap").joinpath("taxonomy.toml").read_bytes()
+    return hashlib.sha256(table + code_fingerprint("sociomap.taxonomy").encode()).hexdigest()

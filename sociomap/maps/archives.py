@@ -8,6 +8,8 @@ requested zoom is read; a tile absent at that zoom (another zoom, outside the ar
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 import io
 import logging
 import sqlite3
@@ -49,6 +51,18 @@ def _blank(size: int) -> np.ndarray:
     return np.full((size, size, 3), BLANK_RGB, np.uint8)
 
 
+def _digest(kind: str, content: str) -> str:
+    from sociomap.fingerprint import code_fingerprint
+
+    return hashlib.sha256(f"{kind}|{content}|{code_fingerprint('sociomap.maps.archives')}".encode()).hexdigest()
+
+
+def _file_fingerprint(kind: str, path: Path) -> str:
+    from sociomap.fingerprint import content_id
+
+    return _digest(kind, content_id(path))
+
+
 @dataclass(frozen=True)
 class XYZFolderMap:
     """A folder of ``{z}/{x}/{y}.png`` (or .jpg/.webp) tiles of any pixel size, XYZ (not TMS) rows."""
@@ -67,6 +81,15 @@ class XYZFolderMap:
     def describe(self) -> dict[str, str]:
         """Kind and path, for the run manifest."""
         return {"kind": "xyz", "path": str(self.path)}
+
+    def fingerprint(self) -> str:
+        """Names, sizes and mtimes of every tile file (a stat walk; no tile is read)."""
+        root = Path(self.path)
+        entries = sorted(
+            f"{Path(folder, name).relative_to(root)}:{st.st_size}:{st.st_mtime_ns}"
+            for folder, _, names in os.walk(root) for name in names
+            if (st := Path(folder, name).stat()))
+        return _digest("xyz", hashlib.sha256("\n".join(entries).encode()).hexdigest())
 
 
 @dataclass
@@ -113,6 +136,10 @@ class MBTilesMap:
         """Kind and path, for the run manifest."""
         return {"kind": "mbtiles", "path": str(self.path)}
 
+    def fingerprint(self) -> str:
+        """The archive's content id (sha256; sampled above 1 GiB)."""
+        return _file_fingerprint("mbtiles", self.path)
+
 
 @dataclass
 class PMTilesMap:
@@ -154,3 +181,7 @@ class PMTilesMap:
     def describe(self) -> dict[str, str]:
         """Kind and path, for the run manifest."""
         return {"kind": "pmtiles", "path": str(self.path)}
+
+    def fingerprint(self) -> str:
+        """The archive's content id (sha256; sampled above 1 GiB)."""
+        return _file_fingerprint("pmtiles", self.path)

@@ -29,7 +29,7 @@ from sociomap.pipeline.manifest import build_manifest, file_fingerprint, read_ma
 from sociomap.pipeline.segmenters import SegmenterSpec
 from sociomap.pipeline.tasks import BatchJob, BatchResult, finish_batch, prepare_batch
 from sociomap.taxonomy import Query, resolve_queries
-from sociomap.tiling import Mosaic, TilingConfig
+from sociomap.tiling import Mosaic, TilingConfig, cover_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,13 @@ REASONERS = ("socioreasoner", "osm")
 class RunConfig:
     """Everything `sociomap run` takes; stage settings live in their stage's config object."""
 
-    image: Path
+    image: str | Path  # a local path or a URL (https://, s3://, /vsi...)
     out: Path
     classes: tuple[str, ...]
-    map: Path | None = None
+    map: str | Path | None = None
     osm: Path | None = None
     map_language: str | None = None
+    map_style: str = "socioseg"
     reasoner_kind: str = "socioreasoner"
     crs: str = "EPSG:4326"
     formats: tuple[str, ...] = ()
@@ -126,17 +127,25 @@ def _check(config: RunConfig) -> None:
         logger.info("both --map and --osm given: the map comes from --map")
 
 
+def _osm_index(config: RunConfig, bounds: tuple[float, float, float, float]) -> Path:
+    """The OSM index, built once here in the driver (reused while unchanged), read by every worker."""
+    from sociomap.maps.osm_index import prepare_osm_index
+
+    return prepare_osm_index(config.osm, bounds, Path(config.out) / STATE_DIR / "osm")
+
+
 def _map_source(config: RunConfig, bounds: tuple[float, float, float, float]) -> MapSource | None:
     if config.map is not None:
-        return open_map_source(config.map)
+        return open_map_source(config.map, bounds_wgs84=bounds, resampling=config.tiling.resampling)
     if config.osm is not None and config.reasoner_kind == "socioreasoner":
-        return open_map_source(config.osm, language=config.map_language, bounds_wgs84=bounds)
+        return open_map_source(config.osm, language=config.map_language, bounds_wgs84=bounds,
+                               style=config.map_style, index=_osm_index(config, bounds))
     return None
 
 
 def _segmenter_spec(config: RunConfig, bounds: tuple[float, float, float, float]) -> SegmenterSpec:
     if config.reasoner_kind == "osm":
-        return SegmenterSpec("osm", osm=Path(config.osm), osm_bounds=bounds)
+        return SegmenterSpec("osm", osm=Path(config.osm), osm_bounds=bounds, osm_index=_osm_index(config, bounds))
     return SegmenterSpec("socioreasoner", reasoner=config.reasoner)
 
 
@@ -168,12 +177,14 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
     summary = RunSummary(new_run_id(), queries)
     started = time.time()
     with output_lock(state):
-        mosaic = Mosaic(Path(config.image), config.tiling.bands, config.tiling.rescale)
-        bounds = mosaic.geographic_bounds()
+        mosaic = Mosaic(config.image, config.tiling.bands, config.tiling.rescale, config.tiling.resampling,
+                        config.tiling.nodata)
+        mosaic.check_zoom(config.tiling.zoom, config.tiling.tile_size)
+        bounds = cover_bounds(mosaic.geographic_bounds(), config.tiling.zoom)
         base = dict(mosaic=mosaic, map_source=_map_source(config, bounds), segmenter=_segmenter_spec(config, bounds),
                     queries=tuple(queries), size=config.tiling.tile_size, cache_root=state / "cache",
                     merge=config.merge, force=config.force, dry_run=config.dry_run)
-        summary.tiles_total = sum(1 for _ in mosaic.tiles(config.tiling.zoom))
+        summary.tiles_total = mosaic.count_tiles(config.tiling.zoom)
         reporter.start(summary.tiles_total, queries)
         staging = state / "staging" / summary.run_id
         try:
@@ -283,10 +294,12 @@ def _remove_stale_layers(out: Path, current: list[str]) -> None:
 
 
 def _write_manifest(config: RunConfig, summary: RunSummary, started: float, status: str) -> None:
-    inputs = {"image": file_fingerprint(Path(config.image))}
+    from sociomap.tiling.paths import is_remote
+
+    inputs = {"image": {"url": str(config.image)} if is_remote(config.image) else file_fingerprint(Path(config.image))}
     for name in ("map", "osm"):
         p = getattr(config, name)
-        if p is not None and Path(p).is_file():
+        if p is not None and not is_remote(p) and Path(p).is_file():
             inputs[name] = file_fingerprint(Path(p))
     data = build_manifest(status, summary, config, inputs, started)
     if status != "ok":  # keep the last good manifest; record the failure beside it

@@ -56,6 +56,7 @@ class SegmenterSpec:
     reasoner: object | None = None  # sociomap.reasoning.ReasonerConfig for kind "socioreasoner"
     osm: Path | None = None  # OSM file for kind "osm"
     osm_bounds: tuple[float, float, float, float] | None = None  # only this area (WGS84) is loaded
+    osm_index: Path | None = None  # the OSM index the driver built (maps.osm_index.prepare_osm_index)
 
 
 class ReasonerSegmenter:
@@ -111,7 +112,7 @@ class OSMSegmenter:
     def __init__(self, spec: SegmenterSpec) -> None:
         from sociomap.maps.osm_features import OSMSegmenter as _OSM
 
-        self._osm = _OSM(Path(spec.osm), spec.osm_bounds)
+        self._osm = _OSM(Path(spec.osm), spec.osm_bounds, spec.osm_index)
 
     def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
         out = []
@@ -134,7 +135,11 @@ def segmenter_identity(spec: SegmenterSpec) -> dict[str, str]:
     """Everything that determines results, WITHOUT loading a model: cache keys can be computed on any
     worker (or in a dry run) and only cache misses pay for the model."""
     if spec.kind == "osm":
-        return {"segmenter": "osm", "osm_sha256": file_sha256(Path(spec.osm))}
+        from sociomap.maps.osm_index import osm_index_key
+
+        # The index key covers the file's content, the frame, the taxonomy and the reading code.
+        return {"segmenter": "osm", "osm_sha256": file_sha256(Path(spec.osm)),
+                "osm_index": osm_index_key(Path(spec.osm), spec.osm_bounds)}
     from sociomap.reasoning import reasoner_identity
 
     return {"segmenter": spec.kind, **reasoner_identity(spec.reasoner)}
