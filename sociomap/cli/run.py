@@ -16,6 +16,7 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
 @options.config_opt
 @click.argument("image", required=False, type=click.Path(dir_okay=False))
 @options.classes_opt
+@click.option("--name", "names", multiple=True, help="A place name to find (repeatable); never read as a class.")
 @options.out_opt
 @click.option("--map", "map_path", type=click.Path(),
               help="Map for every tile: a georeferenced map raster (any CRS; a path or an https:// / s3:// URL), "
@@ -83,12 +84,14 @@ def run(ctx: click.Context, image: str | None, classes: tuple[str, ...] | None, 
     from sociomap.pipeline.run import run as run_pipeline
     from sociomap.taxonomy import resolve_query
 
-    if image is None or not classes or out is None:
-        raise click.UsageError("IMAGE, --classes and --out are required (on the command line or in --config)")
-    config = build_run_config(image, classes, out, kw)
+    names = tuple(kw.pop("names") or ())
+    if image is None or not (classes or names) or out is None:
+        raise click.UsageError("IMAGE, --classes (or --name) and --out are required (on the command line or in --config)")
+    config = build_run_config(image, tuple(classes or ()), out, {**kw, "names": names})
     quiet = ctx.obj.get("quiet", False) if ctx.obj else False
     if not quiet:
-        console.print(query_table([(c, resolve_query(c)) for c in classes]))
+        console.print(query_table([(c, resolve_query(c)) for c in classes or ()]
+                                  + [(n, resolve_query(n, name=True)) for n in names]))
     with RichReporter(enabled=not quiet) as reporter:
         summary = run_pipeline(config, reporter)
     if not quiet:
@@ -123,7 +126,7 @@ def build_run_config(image: str | Path, classes: tuple[str, ...], out: Path, kw:
                           resampling=kw.pop("resampling"), nodata=kw.pop("nodata"))
     executor = ExecutorConfig(workers=kw.pop("workers"), scheduler=kw.pop("scheduler"),
                               memory_limit=kw.pop("memory_limit"), retries=kw.pop("retries"))
-    return RunConfig(image=image, out=out, classes=tuple(classes), map=kw.pop("map_path"), osm=kw.pop("osm"),
+    return RunConfig(image=image, out=out, classes=tuple(classes), names=tuple(kw.pop("names", ())), map=kw.pop("map_path"), osm=kw.pop("osm"),
                      map_language=kw.pop("map_language"), map_style=kw.pop("map_style"), reasoner_kind=kw.pop("reasoner_kind"),
                      crs=kw.pop("crs"), formats=tuple(kw.pop("formats")), combined=kw.pop("combined"),
                      force=kw.pop("force"), dry_run=kw.pop("dry_run"), tiling=tiling, reasoner=reasoner,

@@ -45,6 +45,7 @@ class RunConfig:
     image: str | Path  # a local path or a URL (https://, s3://, /vsi...)
     out: Path
     classes: tuple[str, ...]
+    names: tuple[str, ...] = ()  # --name: place names, never read as classes
     map: str | Path | None = None
     osm: Path | None = None
     map_language: str | None = None
@@ -171,7 +172,7 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
 
     reporter = reporter or _Silent()
     _check(config)
-    queries = resolve_queries(config.classes)
+    queries = resolve_queries(config.classes, names=config.names)
     out = Path(config.out)
     state = out / STATE_DIR
     summary = RunSummary(new_run_id(), queries)
