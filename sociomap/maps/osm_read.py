@@ -231,7 +231,7 @@ def _cut(path: Path, frame: Frame, folder: Path, progress: Progress | None) -> P
     for rel in relations:  # only tracked relations reach Python: keep the multipolygons among them
         if rel.tags.get("type") != "multipolygon":  # routes, admin boundaries: not drawn, huge
             tracker.relation_ids().unset(rel.id)
-    tracker.complete_backward_references(str(path), relation_depth=0)  # C++: their member ways and nodes
+    tracker.complete_backward_references(str(path), relation_depth=1)  # C++: member ways (depth >= 1), nodes
     out = folder / "cut.osm.pbf"
     writer = osmium.SimpleWriter(str(out), overwrite=True)
     try:
