@@ -60,11 +60,12 @@ def main() -> None:
     parser.add_argument("--zoom", type=int, default=16)
     parser.add_argument("--size", type=int, default=768)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--style", default="socioseg", choices=["socioseg", "carto"])
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
 
-    source = OSMMap(args.osm)
+    source = OSMMap(args.osm, style=args.style)
     start = time.perf_counter()
     osm = cached_osm(args.osm)
     west, south, east, north = mercantile.lnglat(*osm.bounds_m[:2]) + mercantile.lnglat(*osm.bounds_m[2:])
@@ -83,7 +84,7 @@ def main() -> None:
     def p95(values):
         return sorted(values)[int(0.95 * (len(values) - 1))]
 
-    print(f"{len(tiles)} tiles z{args.zoom} at {args.size} px, one core, best of {args.repeat}:")
+    print(f"style {args.style}: {len(tiles)} tiles z{args.zoom} at {args.size} px, one core, best of {args.repeat}:")
     print(f"  render (array):  median {statistics.median(render.values()):.1f} ms, p95 {p95(render.values()):.1f} ms,"
           f" densest {densest} {render[densest]:.1f} ms")
     print(f"  render + PNG:    median {statistics.median(png.values()):.1f} ms, p95 {p95(png.values()):.1f} ms,"

@@ -58,6 +58,12 @@ class QueryError(InputError):
     """A --classes entry cannot be understood."""
 
 
+class QuerySpellingError(QueryError):
+    """A --classes word is close to a known class but not one ("parkk"): a usage error, with the fix."""
+
+    exit_code = 2
+
+
 class ConfigError(InputError):
     """A config file or option combination is invalid."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
-from sociomap.errors import QueryError
+from sociomap.errors import QueryError, QuerySpellingError
 
 QueryKind = Literal["function", "class", "name"]
 
@@ -61,6 +61,7 @@ class SocioClass:
     function: str
     aliases: tuple[str, ...]
     osm: tuple[TagRule, ...]
+    socioseg: bool = True  # False: kept for OSM work, not one of SocioSeg's classes
 
     def matches(self, tags: Mapping[str, str]) -> bool:
         """True when the OSM tags satisfy any of this class's rules."""
@@ -108,6 +109,10 @@ class Taxonomy:
         """The first socio-class (table order) whose OSM rules match these tags."""
         return next((c for c in self.classes if c.matches(tags)), None)
 
+    def matching(self, tags: Mapping[str, str]) -> tuple[SocioClass, ...]:
+        """Every socio-class whose OSM rules match these tags, in table order."""
+        return tuple(c for c in self.classes if c.matches(tags))
+
 
 def slugify(text: str) -> str:
     """Lower-case ASCII-safe layer name: ``"Park and greenspace"`` -> ``"park_and_greenspace"``."""
@@ -130,7 +135,8 @@ def load_taxonomy() -> Taxonomy:
         if c["function"] not in names:
             raise ValueError(f"taxonomy.toml: class {c['name']!r} has unknown function {c['function']!r}")
         rules = tuple(TagRule.parse(r) for r in c.get("osm", ()))
-        classes.append(SocioClass(c["name"], c["function"], tuple(c.get("aliases", ())), rules))
+        classes.append(SocioClass(c["name"], c["function"], tuple(c.get("aliases", ())), rules,
+                                  bool(c.get("socioseg", True))))
     return Taxonomy(functions, tuple(classes))
 
 
@@ -147,34 +153,79 @@ def _lookup(text: str, taxonomy: Taxonomy) -> Query | None:
     return None
 
 
-def resolve_query(spec: str, taxonomy: Taxonomy | None = None) -> Query:
+#: How close (difflib ratio) a word must be to a known class word to be taken for a typo of it.
+SPELLING_CUTOFF = 0.8
+
+
+def _vocabulary(taxonomy: Taxonomy) -> dict[str, str]:
+    """Every typed word (normalised) -> the function or class name it resolves to."""
+    words = {}
+    for entry in (*taxonomy.functions, *taxonomy.classes):
+        for word in (entry.name, *entry.aliases):
+            words[_norm(word)] = entry.name
+    return words
+
+
+def _check_spelling(text: str, taxonomy: Taxonomy) -> None:
+    import difflib
+
+    words = _vocabulary(taxonomy)
+    near = difflib.get_close_matches(_norm(text), list(words), n=3, cutoff=SPELLING_CUTOFF)
+    if near:
+        options = " or ".join(repr(w) for w in dict.fromkeys(near))
+        raise QuerySpellingError(
+            f"--classes: {text!r} is no socio-function or class; did you mean {options}? If it is a place "
+            f"name, mark it: {text + '=<function>'!r} (e.g. {text + '=park and greenspace'!r}) or --name {text!r}")
+
+
+def resolve_query(spec: str, taxonomy: Taxonomy | None = None, name: bool = False) -> Query:
     """Turn one ``--classes`` entry into a Query.
 
     Accepted: a socio-function ("Educational", "medical"), a class word ("park", "university"),
     free text (a place name, "Kaivopuisto"), or free text with an explicit function
-    ("Kaivopuisto=park and greenspace", "Oodi=sport").
+    ("Kaivopuisto=park and greenspace", "Oodi=sport"). Free text close to a known word ("parkk") raises
+    QuerySpellingError (exit 2, "did you mean ...?") unless it is marked as a place name: with
+    ``=function`` or ``name=True`` (``--name``).
     """
     taxonomy = taxonomy or load_taxonomy()
     text = spec.strip()
     if not text:
         raise QueryError("--classes: empty entry; give e.g. --classes park,school")
-    name, sep, func = text.partition("=")
+    place, sep, func = text.partition("=")
     if sep:
         target = _lookup(func, taxonomy)
         if target is None or target.function is None:
             known = ", ".join(f.name for f in taxonomy.functions)
             raise QueryError(f"--classes: {func.strip()!r} in {text!r} is no socio-function; use one of: {known}")
-        return Query(name.strip(), "name", target.function)
-    return _lookup(text, taxonomy) or Query(text, "name", None)
+        return Query(place.strip(), "name", target.function)
+    if name:
+        return Query(text, "name", None)
+    found = _lookup(text, taxonomy)
+    if found is None:
+        _check_spelling(text, taxonomy)
+    return found or Query(text, "name", None)
 
 
-def resolve_queries(specs: Iterable[str], taxonomy: Taxonomy | None = None) -> list[Query]:
-    """Resolve several entries, dropping exact duplicates but keeping order."""
+def resolve_queries(specs: Iterable[str], taxonomy: Taxonomy | None = None,
+                    names: Iterable[str] = ()) -> list[Query]:
+    """Resolve several entries (``names``: place names, never taken as classes), dropping exact
+    duplicates but keeping order."""
     out: list[Query] = []
-    for spec in specs:
-        q = resolve_query(spec, taxonomy)
+    for spec, is_name in [*((s, False) for s in specs), *((n, True) for n in names)]:
+        q = resolve_query(spec, taxonomy, name=is_name)
         if q not in out:
             out.append(q)
     if not out:
-        raise QueryError("--classes: no classes given; e.g. --classes park,school")
+        raise QueryError("--classes: no classes given; e.g. --classes park,school (or --name 'Kaivopuisto')")
     return out
+
+
+def taxonomy_fingerprint() -> str:
+    """sha256 of the table in force (every function, class, alias and rule, as loaded) and the code that
+    matches tags with it (part of the OSM index key)."""
+    import hashlib
+
+    from sociomap.fingerprint import code_fingerprint
+
+    table = repr(load_taxonomy()).encode()
+    return hashlib.sha256(table + code_fingerprint("sociomap.taxonomy").encode()).hexdigest()

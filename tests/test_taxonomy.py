@@ -65,7 +65,11 @@ def test_resolve_queries_drops_duplicates_keeping_order():
     ({"healthcare": "hospital"}, "Hospital"),
     ({"landuse": "commercial"}, "Business Office Building"),
     ({"landuse": "retail"}, "Retail Area"),
-    ({"highway": "pedestrian", "area": "yes"}, "Square"),
+    ({"place": "square"}, "Square"),
+    ({"highway": "pedestrian", "area": "yes"}, None),  # a pedestrian area or street is not a square
+    ({"amenity": "place_of_worship", "religion": "christian"}, "Church"),
+    ({"leisure": "pitch", "sport": "basketball"}, "Basketball Arena"),
+    ({"leisure": "pitch", "sport": "soccer"}, "Soccer Field"),
     ({"highway": "pedestrian"}, None),
     ({"building": "yes"}, None),
 ])
@@ -81,3 +85,57 @@ def test_tag_rule_parsing():
     for bad in ("leisure", "=park", "leisure="):
         with pytest.raises(ValueError):
             TagRule.parse(bad)
+
+
+#: The paper's socio-classes (socioreasoner.md section 1) that have an OSM counterpart, and its top 20.
+PAPER_TOP20 = ["Basketball Arena", "Business Office Building", "Soccer Field", "Scenic Spot", "School", "Shopping Mall",
+               "Car Dealership", "Comprehensive Gymnasium", "Logistics and Express Delivery", "Square", "Parking Lot",
+               "Government Agency", "Home Furnishing and Building Materials Market", "Hospital", "Driving School",
+               "Public Security Police", "Exhibition and Convention Center", "Park", "Library", "Hotel",
+               "Industrial Park"]
+PAPER_CLASSES = ["Golf Course", "Temple", "Scenic Spot", "Airport", "Shopping Mall", "Park", "Square", "Zoo", "Cemetery",
+                 "Botanical Garden", "Art Gallery", "Factory", "Industrial Park", "Fitness Center", "Church", "Court",
+                 "Train Station", "Hotel", "Tennis Court", "School", "Bank", "Clinic", "Theater", "Swimming Pool",
+                 "Concert Hall", "Fire Department", "Hospital", "Cinema", "Guesthouse", "Post Office",
+                 "Insurance Company", "Museum", "Flower Market", "Sanatorium", "Community Center",
+                 "Financial and Insurance Institution", "Long-distance Bus Station", "Residential Area",
+                 "Port and Dock", "Gas Station", "Training Institution", *PAPER_TOP20]
+
+
+def test_the_papers_top20_and_classes_are_present_and_every_class_word_names_its_class():
+    taxonomy = load_taxonomy()
+    names = {c.name for c in taxonomy.classes}
+    assert set(PAPER_TOP20) <= names and set(PAPER_CLASSES) <= names
+    for name in PAPER_CLASSES:
+        query = resolve_query(name.lower())
+        assert (query.kind, query.text) == ("class", name), name
+
+
+@pytest.mark.parametrize(("word", "expected"), [
+    ("bank", "Bank"), ("art gallery", "Art Gallery"), ("concert hall", "Concert Hall"), ("guesthouse", "Guesthouse"),
+    ("factory", "Factory"), ("church", "Church"), ("temple", "Temple"), ("cathedral", "Church")])
+def test_socioseg_class_words_reach_the_model_as_that_class(word, expected):
+    assert resolve_query(word).text == expected
+
+
+def test_nothing_outside_socioseg_is_presented_as_a_socioseg_class():
+    taxonomy = load_taxonomy()
+    outside = {c.name for c in taxonomy.classes if not c.socioseg}
+    assert "Place of Worship" not in {c.name for c in taxonomy.classes}
+    assert outside == {"Kindergarten", "Supermarket", "Market", "Retail Area"}
+    assert not outside & set(PAPER_CLASSES)
+
+
+@pytest.mark.parametrize("typo", ["parkk", "shcool", "hospitl", "Educatonal"])
+def test_near_misses_ask_did_you_mean_with_exit_2(typo):
+    from sociomap.errors import QuerySpellingError
+
+    with pytest.raises(QuerySpellingError, match="did you mean") as err:
+        resolve_query(typo)
+    assert err.value.exit_code == 2 and typo in str(err.value)
+
+
+def test_marked_place_names_are_never_spelling_errors():
+    assert resolve_query("Parkk=park").kind == "name"
+    assert resolve_query("parkk", name=True) == resolve_queries([], names=["parkk"])[0]
+    assert resolve_query("Kaivopuisto").kind == "name"  # far from every class word: a place name

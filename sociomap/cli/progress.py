@@ -54,8 +54,12 @@ def query_table(queries: list[Query]) -> Table:
     table = Table(title="queries", title_justify="left")
     for col in ("you asked", "model query", "kind", "socio-function", "layer"):
         table.add_column(col)
+    from sociomap.taxonomy import load_taxonomy
+
+    outside = {c.name for c in load_taxonomy().classes if not c.socioseg}
     for spec, q in queries:
-        table.add_row(spec, q.text, q.kind, q.function or "(none: own layer)", q.layer)
+        kind = "class (not in SocioSeg: zero-shot)" if q.kind == "class" and q.text in outside else q.kind
+        table.add_row(spec, q.text, kind, q.function or "(none: own layer)", q.layer)
     return table
 
 

@@ -14,14 +14,18 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
 
 @click.command(short_help="Segment a city mosaic into socio-function layers.")
 @options.config_opt
-@click.argument("image", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("image", required=False, type=click.Path(dir_okay=False))
 @options.classes_opt
+@click.option("--name", "names", multiple=True, help="A place name to find (repeatable); never read as a class.")
 @options.out_opt
-@click.option("--map", "map_path", type=click.Path(path_type=Path),
-              help="Map for every tile: a georeferenced map raster (any CRS).")
+@click.option("--map", "map_path", type=click.Path(),
+              help="Map for every tile: a georeferenced map raster (any CRS; a path or an https:// / s3:// URL), "
+                   "an XYZ tile folder, .mbtiles or .pmtiles.")
 @click.option("--osm", type=click.Path(dir_okay=False, path_type=Path),
               help="OpenStreetMap file (.osm.pbf/.osm/.osm.bz2): maps are rendered from it.")
 @click.option("--map-language", help="Prefer OSM name:xx labels in this language (e.g. en, fi, zh).")
+@click.option("--map-style", type=click.Choice(["socioseg", "carto"]), default="socioseg", show_default=True,
+              help="OSM map style: socioseg (roads and POIs, as the model's training maps) or carto (filled areas).")
 @click.option("--reasoner", "reasoner_kind", type=click.Choice(["socioreasoner", "osm"]), default="socioreasoner",
               show_default=True, help="socioreasoner: the model; osm: masks from OSM tags (no model, a baseline).")
 # Tiling.
@@ -30,6 +34,9 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
               help="Tile size in px (768 = SocioReasoner's training size).")
 @click.option("--bands", type=options.NumberTuple(int), help="1-based mosaic bands to use as R,G,B.")
 @click.option("--rescale", type=options.NumberTuple(float, 2), help="MIN,MAX stretch for non-8-bit mosaics.")
+@click.option("--resampling", type=click.Choice(["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"]),
+              default="bilinear", show_default=True, help="Resampling for overviews and reprojection to Web Mercator.")
+@click.option("--nodata", type=float, help="Pixel value meaning 'no data', for mosaics that declare none.")
 # Model.
 @click.option("--model", default="vvangfaye/SocioReasoner-3B", show_default=True,
               help="SocioReasoner weights: HF hub id or local folder.")
@@ -72,7 +79,7 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
               help="Share of a published layer's features a run may lose before publishing is refused.")
 @click.option("--dry-run", is_flag=True, help="Count tiles and model calls (and cache hits); write nothing.")
 @click.pass_context
-def run(ctx: click.Context, image: Path | None, classes: tuple[str, ...] | None, out: Path | None,
+def run(ctx: click.Context, image: str | None, classes: tuple[str, ...] | None, out: Path | None,
         **kw: object) -> None:
     """Cut IMAGE into XYZ tiles, segment every (tile, class), merge across seams, write layers.
 
@@ -86,12 +93,14 @@ def run(ctx: click.Context, image: Path | None, classes: tuple[str, ...] | None,
     from sociomap.pipeline.run import run as run_pipeline
     from sociomap.taxonomy import resolve_query
 
-    if image is None or not classes or out is None:
-        raise click.UsageError("IMAGE, --classes and --out are required (on the command line or in --config)")
-    config = build_run_config(image, classes, out, kw)
+    names = tuple(kw.pop("names") or ())
+    if image is None or not (classes or names) or out is None:
+        raise click.UsageError("IMAGE, --classes (or --name) and --out are required (on the command line or in --config)")
+    config = build_run_config(image, tuple(classes or ()), out, {**kw, "names": names})
     quiet = ctx.obj.get("quiet", False) if ctx.obj else False
     if not quiet:
-        console.print(query_table([(c, resolve_query(c)) for c in classes]))
+        console.print(query_table([(c, resolve_query(c)) for c in classes or ()]
+                                  + [(n, resolve_query(n, name=True)) for n in names]))
     with RichReporter(enabled=not quiet) as reporter:
         summary = run_pipeline(config, reporter)
     if not quiet:
@@ -107,7 +116,7 @@ def run(ctx: click.Context, image: Path | None, classes: tuple[str, ...] | None,
                    f"estimate: {estimate}")
 
 
-def build_run_config(image: Path, classes: tuple[str, ...], out: Path, kw: dict) -> object:
+def build_run_config(image: str | Path, classes: tuple[str, ...], out: Path, kw: dict) -> object:
     """Assemble the stage configs from the command's keyword arguments."""
     from sociomap.merge import MergeConfig
     from sociomap.pipeline.executor import ExecutorConfig
@@ -122,12 +131,14 @@ def build_run_config(image: Path, classes: tuple[str, ...], out: Path, kw: dict)
     kw.pop("min_hole_m2", None)
     reasoner = ReasonerConfig(**{k: kw.pop(k) for k in REASONER_FIELDS})
     tiling = TilingConfig(zoom=kw.pop("zoom"), tile_size=kw.pop("tile_size"), bands=kw.pop("bands"),
-                          rescale=kw.pop("rescale"), tiles_per_task=kw.pop("tiles_per_task"))
+                          rescale=kw.pop("rescale"), tiles_per_task=kw.pop("tiles_per_task"),
+                          resampling=kw.pop("resampling"), nodata=kw.pop("nodata"))
     executor = ExecutorConfig(workers=kw.pop("workers"), scheduler=kw.pop("scheduler"), gpus=kw.pop("gpus"),
                               memory_limit=kw.pop("memory_limit"), retries=kw.pop("retries"),
                               min_workers=kw.pop("min_workers"))
-    return RunConfig(image=image, out=out, classes=tuple(classes), map=kw.pop("map_path"), osm=kw.pop("osm"),
-                     map_language=kw.pop("map_language"), reasoner_kind=kw.pop("reasoner_kind"),
+    return RunConfig(image=image, out=out, classes=tuple(classes), names=tuple(kw.pop("names", ())),
+                     map=kw.pop("map_path"), osm=kw.pop("osm"), map_language=kw.pop("map_language"),
+                     map_style=kw.pop("map_style"), reasoner_kind=kw.pop("reasoner_kind"),
                      crs=kw.pop("crs"), formats=tuple(kw.pop("formats")), combined=kw.pop("combined"),
                      force=kw.pop("force"), dry_run=kw.pop("dry_run"), overwrite=kw.pop("overwrite"),
                      allow_shrink=kw.pop("allow_shrink"), max_shrink=kw.pop("max_shrink"), tiling=tiling,

@@ -8,6 +8,8 @@ requested zoom is read; a tile absent at that zoom (another zoom, outside the ar
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 import io
 import logging
 import sqlite3
@@ -45,14 +47,20 @@ def decode_tile(data: bytes, size: int, where: str) -> np.ndarray:
     return np.asarray(rgb, np.uint8).copy()
 
 
-def _archive_code() -> str:
-    from sociomap.fingerprint import code_fingerprint
-
-    return code_fingerprint("sociomap.maps.archives", "sociomap.maps.raster")
-
-
 def _blank(size: int) -> np.ndarray:
     return np.full((size, size, 3), BLANK_RGB, np.uint8)
+
+
+def _digest(kind: str, content: str) -> str:
+    from sociomap.fingerprint import code_fingerprint
+
+    return hashlib.sha256(f"{kind}|{content}|{code_fingerprint('sociomap.maps.archives')}".encode()).hexdigest()
+
+
+def _file_fingerprint(kind: str, path: Path) -> str:
+    from sociomap.fingerprint import content_id
+
+    return _digest(kind, content_id(path))
 
 
 @dataclass(frozen=True)
@@ -70,23 +78,18 @@ class XYZFolderMap:
                 return decode_tile(file.read_bytes(), size, str(file))
         return _blank(size)
 
-    def fingerprint(self) -> str:
-        """Names, sizes and modification times of the folder's tiles (a listing, not a read), and the code."""
-        import hashlib
-        import os
-
-        digest = hashlib.sha256(_archive_code().encode())
-        for root, dirs, files in os.walk(self.path):
-            dirs.sort()
-            for name in sorted(files):
-                st = os.stat(os.path.join(root, name))
-                digest.update(f"{os.path.relpath(os.path.join(root, name), self.path)}:{st.st_size}:"
-                              f"{st.st_mtime_ns}\n".encode())
-        return "xyz:" + digest.hexdigest()
-
     def describe(self) -> dict[str, str]:
         """Kind and path, for the run manifest."""
         return {"kind": "xyz", "path": str(self.path)}
+
+    def fingerprint(self) -> str:
+        """Names, sizes and mtimes of every tile file (a stat walk; no tile is read)."""
+        root = Path(self.path)
+        entries = sorted(
+            f"{Path(folder, name).relative_to(root)}:{st.st_size}:{st.st_mtime_ns}"
+            for folder, _, names in os.walk(root) for name in names
+            if (st := Path(folder, name).stat()))
+        return _digest("xyz", hashlib.sha256("\n".join(entries).encode()).hexdigest())
 
 
 @dataclass
@@ -129,15 +132,13 @@ class MBTilesMap:
             (tile.z, tile.x, tms_row)).fetchone()
         return decode_tile(bytes(row[0]), size, f"{self.path} tile {tile}") if row else _blank(size)
 
-    def fingerprint(self) -> str:
-        """The archive file's content and the code."""
-        from sociomap.fingerprint import content_id
-
-        return f"mbtiles:{content_id(self.path)}:{_archive_code()}"
-
     def describe(self) -> dict[str, str]:
         """Kind and path, for the run manifest."""
         return {"kind": "mbtiles", "path": str(self.path)}
+
+    def fingerprint(self) -> str:
+        """The archive's content id (sha256; sampled above 1 GiB)."""
+        return _file_fingerprint("mbtiles", self.path)
 
 
 @dataclass
@@ -177,12 +178,10 @@ class PMTilesMap:
             data = gzip.decompress(data)
         return decode_tile(data, size, f"{self.path} tile {tile}")
 
-    def fingerprint(self) -> str:
-        """The archive file's content and the code."""
-        from sociomap.fingerprint import content_id
-
-        return f"pmtiles:{content_id(self.path)}:{_archive_code()}"
-
     def describe(self) -> dict[str, str]:
         """Kind and path, for the run manifest."""
         return {"kind": "pmtiles", "path": str(self.path)}
+
+    def fingerprint(self) -> str:
+        """The archive's content id (sha256; sampled above 1 GiB)."""
+        return _file_fingerprint("pmtiles", self.path)

@@ -28,9 +28,19 @@ class MapSource(Protocol):
         """What identifies this source in a run manifest (kind, path, style options)."""
         ...
 
+    def fingerprint(self) -> str:
+        """Digest of what determines the pixels (content, style, options, code), computed WITHOUT
+        reading or rendering a tile: an unchanged fingerprint means unchanged map tiles."""
+        ...
 
-#: Options only an OSM source understands; other sources ignore them.
-OSM_OPTIONS = ("language", "bounds_wgs84")
+
+#: Options each kind of source understands; the others ignore them.
+OSM_OPTIONS = ("language", "bounds_wgs84", "style", "index")
+RASTER_OPTIONS = ("bounds_wgs84", "resampling")
+
+
+def _pick(options: dict[str, object], names: tuple[str, ...]) -> dict[str, object]:
+    return {k: v for k, v in options.items() if k in names and v is not None}
 
 
 def open_map_source(path: str | Path, **options: object) -> MapSource:
@@ -38,12 +48,17 @@ def open_map_source(path: str | Path, **options: object) -> MapSource:
 
     A folder is an XYZ tile folder ``{z}/{x}/{y}.png``; ``.mbtiles`` / ``.pmtiles`` are raster tile
     archives; ``.osm.pbf`` / ``.osm`` / ``.osm.bz2`` are rendered with OSMMap (options ``language``,
-    ``bounds_wgs84``); anything else is a georeferenced map raster in any CRS (.tif, .vrt, ...).
+    ``bounds_wgs84``, ``style``, ``index``); anything else, and any URL (``https://``, ``s3://``,
+    ``/vsi...``), is a georeferenced map raster in any CRS (options ``bounds_wgs84``, ``resampling``).
+    Options a kind of source does not understand are ignored; None means "default".
     """
     from sociomap.maps.archives import MBTilesMap, PMTilesMap, XYZFolderMap
-    from sociomap.maps.osm_data import EXTENSIONS
+    from sociomap.maps.osm_read import EXTENSIONS
     from sociomap.maps.raster import RasterMap
+    from sociomap.tiling.paths import is_remote
 
+    if is_remote(path):
+        return RasterMap(str(path), **_pick(options, RASTER_OPTIONS))  # type: ignore[arg-type]
     p = Path(path)
     if not p.exists():
         raise MapSourceError(f"{p}: no such map file or folder; pass --map with a map raster or tile archive")
@@ -51,12 +66,11 @@ def open_map_source(path: str | Path, **options: object) -> MapSource:
     if name.endswith(EXTENSIONS):
         from sociomap.maps.osm_render import OSMMap
 
-        return OSMMap(p, **options)  # type: ignore[arg-type]
-    others = {k: v for k, v in options.items() if k not in OSM_OPTIONS}
+        return OSMMap(p, **_pick(options, OSM_OPTIONS))  # type: ignore[arg-type]
     if p.is_dir():
-        return XYZFolderMap(p, **others)  # type: ignore[arg-type]
+        return XYZFolderMap(p)
     if name.endswith(".mbtiles"):
-        return MBTilesMap(p, **others)  # type: ignore[arg-type]
+        return MBTilesMap(p)
     if name.endswith(".pmtiles"):
-        return PMTilesMap(p, **others)  # type: ignore[arg-type]
-    return RasterMap(p, **others)  # type: ignore[arg-type]
+        return PMTilesMap(p)
+    return RasterMap(p, **_pick(options, RASTER_OPTIONS))  # type: ignore[arg-type]

@@ -51,22 +51,68 @@ def _as_run_schema(frame: gpd.GeoDataFrame, run_id: str, source: str) -> gpd.Geo
 
 
 def write_labels(osm: Path, classes: tuple[str, ...], out: Path, crs: str = "EPSG:4326",
-                 bounds_wgs84: tuple[float, float, float, float] | None = None) -> LabelsSummary:
-    """Write ``OUT/<socio-function>.gpkg`` reference layers from an OSM file."""
+                 bounds_wgs84: tuple[float, float, float, float] | None = None,
+                 index_dir: Path | None = None) -> LabelsSummary:
+    """Write ``OUT/<socio-function>.gpkg`` reference layers from an OSM file.
+
+    The file is read once into an OSM index (``index_dir``, default a temp folder) and its areas are
+    streamed from it in chunks, each appended to the layers' staging files: memory stays bounded on a
+    country-sized extract without ``--bbox``.
+    """
+    import tempfile
+
+    import pyogrio
+
     from sociomap.export import write_geopackages
-    from sociomap.maps.osm_data import load_osm
-    from sociomap.maps.osm_features import socio_features
+    from sociomap.maps.osm_features import iter_socio_features
+    from sociomap.maps.osm_index import prepare_osm_index
 
     queries = resolve_queries(classes)
     summary = LabelsSummary(new_run_id())
-    features = socio_features(load_osm(osm, bounds_wgs84), queries)
+    index = prepare_osm_index(osm, bounds_wgs84, index_dir)
     source = f"osm:{Path(osm).name}"
-    layers = []
-    for layer in dict.fromkeys(q.layer for q in queries):
-        texts = {q.text for q in queries if q.layer == layer}
-        frame = _as_run_schema(features[features["query"].isin(texts)], summary.run_id, source)
-        layers.append((layer, frame))
-        summary.layers[layer] = len(frame)
-    metadata = {"run_id": summary.run_id, "source": source, "kind": "osm reference labels"}
-    summary.outputs = write_geopackages(layers, out, crs=crs, metadata=metadata)
+    by_layer = {layer: {q.text for q in queries if q.layer == layer} for layer in dict.fromkeys(q.layer for q in queries)}
+    with tempfile.TemporaryDirectory(prefix="sociomap-labels-") as staging:
+        stage = {layer: Path(staging) / f"{layer}.fgb" for layer in by_layer}
+        for chunk in iter_socio_features(index, queries):
+            for layer, texts in by_layer.items():
+                part = _as_run_schema(chunk[chunk["query"].isin(texts)], summary.run_id, source)
+                if len(part):
+                    pyogrio.write_dataframe(part, stage[layer], driver="FlatGeobuf", append=stage[layer].exists())
+                    summary.layers[layer] = summary.layers.get(layer, 0) + len(part)
+        metadata = {"run_id": summary.run_id, "source": source, "kind": "osm reference labels"}
+        for layer in by_layer:
+            summary.layers.setdefault(layer, 0)
+            if stage[layer].exists():
+                summary.outputs.append(_copy_in_chunks(stage[layer], Path(out), layer, crs, metadata))
+            else:  # asked for, nothing found: an empty layer with the schema
+                empty = _as_run_schema(_empty_features(), summary.run_id, source)
+                summary.outputs += write_geopackages([(layer, empty)], out, crs=crs, metadata=metadata)
     return summary
+
+
+def _copy_in_chunks(stage: Path, out: Path, layer: str, crs: str, metadata: dict, chunk: int = 50_000) -> Path:
+    """Staged features -> ``out/<layer>.gpkg`` (temp name + rename), CHUNK rows in memory at a time."""
+    import os
+
+    import pyogrio
+
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{layer}.gpkg"
+    tmp = target.with_name(f".{layer}.partial.gpkg")
+    tmp.unlink(missing_ok=True)
+    total = pyogrio.read_info(stage)["features"]
+    for start in range(0, total, chunk):
+        part = pyogrio.read_dataframe(stage, skip_features=start, max_features=chunk).to_crs(crs)
+        pyogrio.write_dataframe(part, tmp, layer=layer, driver="GPKG", promote_to_multi=True, append=start > 0,
+                                layer_options={"SPATIAL_INDEX": "YES"}, layer_metadata=metadata,
+                                dataset_metadata=metadata if start == 0 else None)
+    os.replace(tmp, target)
+    return target
+
+
+def _empty_features() -> gpd.GeoDataFrame:
+    from sociomap.maps.osm_features import COLUMNS
+
+    return gpd.GeoDataFrame({c: [] for c in COLUMNS if c != "geometry"}, geometry=gpd.GeoSeries([], crs=3857),
+                            crs=3857)

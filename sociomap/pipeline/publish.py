@@ -120,10 +120,13 @@ def _finalize(out: Path, building: Path, summary: object, config: object, starte
 def input_fingerprints(config: object) -> dict:
     """Content fingerprints of the run's input files (mosaic, map, OSM) for the manifest."""
     from sociomap.fingerprint import file_fingerprint
+    from sociomap.tiling.paths import is_remote
 
     inputs = {}
     for name, path in (("image", config.image), ("map", config.map), ("osm", config.osm)):
-        if path is not None and Path(path).is_file():
+        if path is not None and is_remote(path):
+            inputs[name] = {"url": str(path)}
+        elif path is not None and Path(path).is_file():
             inputs[name] = file_fingerprint(Path(path))
     return inputs
 

@@ -36,7 +36,8 @@ from sociomap.pipeline.schedule import Driver, Keys, Progress, Tally, tile_id
 from sociomap.pipeline.segmenters import SegmenterSpec, needs_map, segmenter_identity
 from sociomap.pipeline.tasks import ReadJob
 from sociomap.taxonomy import Query, resolve_queries
-from sociomap.tiling import Mosaic, TilingConfig
+from sociomap.tiling import Mosaic, TilingConfig, cover_bounds
+from sociomap.tiling.paths import is_remote
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,14 @@ class RunConfig:
     publishes layers that lost more than ``max_shrink`` of the published layer's features (or all).
     """
 
-    image: Path
+    image: str | Path  # a local path or a URL (https://, s3://, /vsi...)
     out: Path
     classes: tuple[str, ...]
-    map: Path | None = None
+    names: tuple[str, ...] = ()  # --name: place names, never read as classes
+    map: str | Path | None = None
     osm: Path | None = None
     map_language: str | None = None
+    map_style: str = "socioseg"
     reasoner_kind: str = "socioreasoner"
     crs: str = "EPSG:4326"
     formats: tuple[str, ...] = ()
@@ -152,25 +155,38 @@ def _check(config: RunConfig) -> None:
 
 
 def absolute_paths(config: RunConfig) -> RunConfig:
-    """Every path made absolute here, so workers started in other folders see the same files."""
-    def absolute(p: Path | None) -> Path | None:
-        return None if p is None else Path(p).expanduser().absolute()
+    """Every local path made absolute here, so workers started in other folders see the same files (URLs and
+    GDAL /vsi paths are kept as given)."""
+    def absolute(p: str | Path | None) -> str | Path | None:
+        return p if p is None or is_remote(p) else Path(p).expanduser().absolute()
 
     return replace(config, image=absolute(config.image), out=absolute(config.out), map=absolute(config.map),
                    osm=absolute(config.osm))
 
 
-def _map_source(config: RunConfig, bounds: tuple[float, float, float, float]) -> MapSource | None:
+def _osm_index(config: RunConfig, bounds: tuple[float, float, float, float]) -> Path | None:
+    """The OSM index, built once here in the driver (reused while unchanged), read by every worker."""
+    if config.osm is None or (config.map is not None and config.reasoner_kind == "socioreasoner"):
+        return None
+    from sociomap.maps.osm_index import prepare_osm_index
+
+    return prepare_osm_index(config.osm, bounds, state_dir(Path(config.out)) / "osm")
+
+
+def _map_source(config: RunConfig, bounds: tuple[float, float, float, float],
+                index: Path | None = None) -> MapSource | None:
     if config.map is not None:
-        return open_map_source(config.map)
+        return open_map_source(config.map, bounds_wgs84=bounds, resampling=config.tiling.resampling)
     if config.osm is not None and config.reasoner_kind == "socioreasoner":
-        return open_map_source(config.osm, language=config.map_language, bounds_wgs84=bounds)
+        return open_map_source(config.osm, language=config.map_language, bounds_wgs84=bounds,
+                               style=config.map_style, index=index)
     return None
 
 
-def _segmenter_spec(config: RunConfig, bounds: tuple[float, float, float, float]) -> SegmenterSpec:
+def _segmenter_spec(config: RunConfig, bounds: tuple[float, float, float, float],
+                    index: Path | None = None) -> SegmenterSpec:
     if config.reasoner_kind == "osm":
-        return SegmenterSpec("osm", osm=Path(config.osm), osm_bounds=bounds)
+        return SegmenterSpec("osm", osm=Path(config.osm), osm_bounds=bounds, osm_index=index)
     if config.reasoner is None:
         from sociomap.reasoning.config import ReasonerConfig
 
@@ -180,9 +196,14 @@ def _segmenter_spec(config: RunConfig, bounds: tuple[float, float, float, float]
 
 def _check_osm_covers(osm: Path, bounds: tuple[float, float, float, float]) -> None:
     """An OSM extract whose header box misses the mosaic would give empty layers: refuse it up front."""
-    from sociomap.maps.osm_data import osm_header_box
+    from sociomap.maps.osm_read import check_path, header_bounds
 
-    box = osm_header_box(osm)
+    check_path(osm)
+    try:
+        box = header_bounds(osm)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise OSMError(f"{osm}: cannot read as OpenStreetMap data ({exc}); re-download the extract or check it "
+                       "with `osmium fileinfo`") from None
     if box is None:
         return
     west, south, east, north = bounds
@@ -205,8 +226,10 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
     reporter = reporter or _Silent()
     config = absolute_paths(config)
     _check(config)
-    queries = resolve_queries(config.classes)
-    mosaic = Mosaic(Path(config.image), config.tiling.bands, config.tiling.rescale)
+    queries = resolve_queries(config.classes, names=config.names)
+    mosaic = Mosaic(config.image, config.tiling.bands, config.tiling.rescale, config.tiling.resampling,
+                    config.tiling.nodata)
+    mosaic.check_zoom(config.tiling.zoom, config.tiling.tile_size)
     if config.osm is not None:
         _check_osm_covers(Path(config.osm), mosaic.geographic_bounds())
     if config.dry_run:
@@ -245,12 +268,13 @@ def _execute(config: RunConfig, queries: list[Query], mosaic: Mosaic, summary: R
     from sociomap.pipeline.publish import publish_run
 
     started = time.time()
-    bounds = mosaic.geographic_bounds()
-    map_source = _map_source(config, bounds)
-    spec = _segmenter_spec(config, bounds)
+    bounds = cover_bounds(mosaic.geographic_bounds(), config.tiling.zoom)
+    index = _osm_index(config, bounds)
+    map_source = _map_source(config, bounds, index)
+    spec = _segmenter_spec(config, bounds, index)
     needs_model = spec.kind == "socioreasoner"
     model_on_gpu = needs_model and spec.reasoner.device != "cpu"
-    paths = [p for p in (config.image, config.map, config.osm) if p is not None]
+    paths = [Path(p) for p in (config.image, config.map, config.osm, index) if p is not None and not is_remote(p)]
     executor_config = replace(config.executor, worker_dir=staging / "workers")
     with open_executor(executor_config, needs_model, model_on_gpu, paths) as executor:
         summary.executor = executor.name
@@ -261,7 +285,7 @@ def _execute(config: RunConfig, queries: list[Query], mosaic: Mosaic, summary: R
         uses_map = map_source if needs_map(spec) else None
         keys = Keys(identity_digest(summary.identity), tuple(query_digest(q, spec.kind == "osm") for q in queries),
                     inputs_fingerprint(mosaic, uses_map, config.tiling.tile_size), vectorize_digest(config.merge))
-        summary.tiles_total = sum(1 for _ in mosaic.tiles(config.tiling.zoom))
+        summary.tiles_total = mosaic.count_tiles(config.tiling.zoom)
         reporter.start(summary.tiles_total, queries)
         provenance = {"run_id": summary.run_id,
                       "model": summary.identity.get("model", f"osm:{Path(config.osm).name}" if config.osm else "")}
@@ -306,7 +330,7 @@ def dry_run(config: RunConfig, queries: list[Query], mosaic: Mosaic) -> RunSumma
     """Count tiles, cached results and model calls from the footprint and the cache: no tile is read,
     nothing is written, no lock is taken (``OUT/.sociomap`` is not created)."""
     summary = RunSummary(new_run_id(), queries)
-    bounds = mosaic.geographic_bounds()
+    bounds = cover_bounds(mosaic.geographic_bounds(), config.tiling.zoom)
     spec = _segmenter_spec(config, bounds)
     if spec.kind == "socioreasoner":
         spec = replace(spec, reasoner=replace(spec.reasoner, offline=True))

@@ -56,6 +56,7 @@ class SegmenterSpec:
     reasoner: object | None = None  # sociomap.reasoning.ReasonerConfig for kind "socioreasoner"
     osm: Path | None = None  # OSM file for kind "osm"
     osm_bounds: tuple[float, float, float, float] | None = None  # only this area (WGS84) is loaded
+    osm_index: Path | None = None  # the OSM index the driver built (maps.osm_index.prepare_osm_index)
 
 
 class ReasonerSegmenter:
@@ -95,7 +96,7 @@ class OSMSegmenter:
     def __init__(self, spec: SegmenterSpec) -> None:
         from sociomap.maps.osm_features import OSMSegmenter as _OSM
 
-        self._osm = _OSM(Path(spec.osm), spec.osm_bounds)
+        self._osm = _OSM(Path(spec.osm), spec.osm_bounds, spec.osm_index)
 
     def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
         out = []
@@ -120,9 +121,12 @@ def segmenter_identity(spec: SegmenterSpec) -> dict[str, str]:
     that worker's), and shipped with the work; it includes a fingerprint of the reasoning code.
     """
     if spec.kind == "osm":
-        code = code_fingerprint("sociomap.maps.osm_features", "sociomap.maps.osm_data", "sociomap.maps.coastline",
-                                "sociomap.tiling.grid", "sociomap.pipeline.segmenters")
-        return {"segmenter": "osm", "osm": content_id(Path(spec.osm)), "code": code}
+        # The rules of each query are in its own digest (pipeline.identity), not here: a taxonomy edit
+        # recomputes only the classes it changed.
+        code = code_fingerprint("sociomap.maps.osm_features", "sociomap.maps.osm_index", "sociomap.maps.osm_read",
+                                "sociomap.maps.osm_data", "sociomap.maps.coastline", "sociomap.tiling.grid",
+                                "sociomap.pipeline.segmenters")
+        return {"segmenter": "osm", "osm": content_id(Path(spec.osm)), "frame": str(spec.osm_bounds), "code": code}
     from sociomap.reasoning import reasoner_identity
 
     code = code_fingerprint("sociomap.reasoning", "sociomap.pipeline.segmenters")

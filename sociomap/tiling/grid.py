@@ -44,3 +44,17 @@ def tile_transform(tile: mercantile.Tile, size: int) -> Affine:
 def ground_resolution_m(zoom: int, size: int, lat: float) -> float:
     """True ground size of one pixel at latitude ``lat`` (Mercator scale is 1/cos(lat))."""
     return tile_pixel_size_m(zoom, size) * math.cos(math.radians(lat))
+
+
+def cover_bounds(bounds_wgs84: tuple[float, float, float, float], zoom: int) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of the XYZ tiles at ``zoom`` that cover ``bounds_wgs84``: what edge
+    tiles show beyond the mosaic's own footprint (maps and OSM data are needed that far)."""
+    west, south, east, north = bounds_wgs84
+    if west > east:  # across the antimeridian: keep the box as given
+        return bounds_wgs84
+    south, north = max(-85.051129, south), min(85.051129, north)
+    upper_left = mercantile.tile(max(-180.0, west), north, zoom)
+    lower_right = mercantile.tile(min(180.0, east) - mercantile.LL_EPSILON, south + mercantile.LL_EPSILON, zoom)
+    w, n = mercantile.ul(upper_left)
+    e, s = mercantile.ul(lower_right.x + 1, lower_right.y + 1, zoom)
+    return w, s, e, n

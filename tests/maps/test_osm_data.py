@@ -5,12 +5,14 @@ from __future__ import annotations
 import bz2
 from pathlib import Path
 
+import geopandas as gpd
 import mercantile
 import pytest
 import shapely
 
 from sociomap.errors import OSMError
 from sociomap.maps.osm_data import load_osm
+from sociomap.maps.osm_index import padded
 from sociomap.tiling.grid import tile_transform
 
 
@@ -48,11 +50,16 @@ def test_coastline_becomes_sea_on_its_right_side(helsinki):
     assert sea.geometry.contains(bay).any() and not sea.geometry.contains(station).any()
 
 
-def test_bounds_keep_only_intersecting_features(helsinki_path, helsinki):
-    small = load_osm(helsinki_path, (24.940, 60.168, 24.944, 60.171))
-    assert 0 < len(small.areas) < len(helsinki.areas) / 3
-    frame = shapely.box(*small.bounds_m)
-    assert small.areas.geometry.intersects(frame).all() and small.points.geometry.intersects(frame).all()
+def test_bounds_keep_only_features_touching_the_padded_frame(helsinki_path, helsinki, tmp_path):
+    bounds = (24.9352, 60.1642, 24.9360, 60.1646)  # the extract's south-west corner
+    small = load_osm(helsinki_path, bounds, tmp_path)
+    assert 0 < len(small.areas) < len(helsinki.areas) / 3 and 0 < len(small.lines) < len(helsinki.lines) / 3
+    frame = gpd.GeoSeries([shapely.box(*padded(bounds))], crs=4326).to_crs(3857).iloc[0].buffer(1.0)  # 1e-7 deg
+    nodes = small.points[small.points.osm_id.str.startswith("n")]  # area POIs sit wherever their area is
+    for layer in (small.areas, small.lines, nodes):
+        assert layer.geometry.envelope.intersects(frame).all()  # a node inside, or the box crossing it
+    # Complete ways: a kept street keeps its nodes outside the frame too.
+    assert (small.lines.geometry.bounds.maxy > frame.bounds[3]).any()
 
 
 def test_osm_xml_and_bz2_read_the_same(small_osm, tmp_path):

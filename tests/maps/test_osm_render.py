@@ -50,7 +50,7 @@ def _tile_of(geom, zoom):
 
 @pytest.fixture(scope="module")
 def osm_map(helsinki_path):
-    return OSMMap(helsinki_path)
+    return OSMMap(helsinki_path, style="carto")
 
 
 def test_park_fill_lands_on_the_park_footprint(osm_map, helsinki):
@@ -98,7 +98,7 @@ def test_neighbouring_tiles_meet_without_a_seam(osm_map, dense_tile):
 
 def test_same_input_gives_identical_png_bytes_across_processes(helsinki_path, osm_map, dense_tile):
     code = ("import hashlib, sys, mercantile; from sociomap.maps.osm_render import OSMMap; "
-            f"png = OSMMap({str(helsinki_path)!r}).read_png(mercantile.Tile(*{tuple(dense_tile)}), {SIZE}); "
+            f"png = OSMMap({str(helsinki_path)!r}, style='carto').read_png(mercantile.Tile(*{tuple(dense_tile)}), {SIZE}); "
             "sys.stdout.write(hashlib.sha256(png).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
                for _ in range(2)}
@@ -115,8 +115,8 @@ def test_pickles_as_path_and_options(osm_map, dense_tile):
 
 def test_cjk_names_render_and_language_prefers_name_xx(small_osm):
     tile = mercantile.tile(116.3005, 39.9105, 17)
-    native = OSMMap(small_osm).read(tile, SIZE)
-    english = OSMMap(small_osm, language="en").read(tile, SIZE)
+    native = OSMMap(small_osm, style="carto").read(tile, SIZE)
+    english = OSMMap(small_osm, language="en", style="carto").read(tile, SIZE)
     assert "Droid Sans Fallback Regular" in mapnik.FontEngine.face_names()
     for image in (native, english):
         assert _near(image, AREA_TEXT["park"], 40).sum() > 30

@@ -107,26 +107,23 @@ def test_damaged_and_foreign_cache_entries_are_recomputed(utm_mosaic, tmp_path, 
 def test_a_taxonomy_edit_recomputes_what_it_changes(osm_run_config, monkeypatch):
     from dataclasses import replace
 
-    import sociomap.maps.osm_features as osm_features
     import sociomap.taxonomy as taxonomy
     from sociomap.pipeline.run import run
 
     first = run(osm_run_config)
+    parks = layer_wkbs(osm_run_config.out / PARK)
     original = taxonomy.load_taxonomy
     table = original()
-    park = next(c for c in table.classes if c.name == "Park")  # Park loses its leisure=garden rule
-    edited = replace(table, classes=tuple(replace(c, osm=c.osm[:1]) if c is park else c for c in table.classes))
+    park = next(c for c in table.classes if c.name == "Park")  # Park keeps only its leisure=garden rule
+    edited = replace(table, classes=tuple(replace(c, osm=c.osm[1:]) if c is park else c for c in table.classes))
     for module in [m for name, m in list(sys.modules.items()) if name.startswith("sociomap") and m is not None]:
         if getattr(module, "load_taxonomy", None) is original:
             monkeypatch.setattr(module, "load_taxonomy", lambda: edited)
-    osm_features._query_features.cache_clear()
-    try:
-        second = run(osm_run_config)
-    finally:
-        osm_features._query_features.cache_clear()
+    second = run(replace(osm_run_config, allow_shrink=True))  # the OSM index is rebuilt too: its key covers it
     data_tiles = first.tiles_read - first.tiles_empty
     assert second.results_computed == data_tiles, "every Park result recomputes, no School result does"
     assert second.results_reused == first.results_computed - data_tiles
+    assert 0 < len(layer_wkbs(osm_run_config.out / PARK)) < len(parks), "only the gardens are Park now"
 
 
 def test_a_run_with_other_classes_keeps_the_earlier_layers(utm_mosaic, tmp_path, runner):
