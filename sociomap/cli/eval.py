@@ -1,4 +1,4 @@
-"""``$ sociomap eval``: the paper's metrics on SocioSeg data, and a finished run judged against reference layers."""
+"""``$ sociomap eval``: the paper's metrics on SocioSeg data, and a finished run judged against references."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from sociomap.cli import options
 class ReasonerOptionsCommand(click.Command):
     """A command that takes one option per ``ReasonerConfig`` field, spelled as ``sociomap run`` spells it.
 
-    The options are added on first use, so the reasoning package (torch) is imported only when this command runs
-    or shows its help, never for ``sociomap --help``; a field added to ReasonerConfig becomes an option here too.
+    The options are added on first use, so the reasoning package (torch) is imported only when this command
+    runs or shows its help, never for ``sociomap --help``; a field added to ReasonerConfig becomes an option
+    here too.
     """
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
@@ -27,7 +28,7 @@ class ReasonerOptionsCommand(click.Command):
 
 
 def reasoner_params() -> list[click.Parameter]:
-    """Copies of `run`'s options for the ReasonerConfig fields it has; a generic option for any other field."""
+    """Copies of `run`'s options for the ReasonerConfig fields it has; a generic option for any other."""
     from sociomap.cli.run import run
     from sociomap.reasoning import ReasonerConfig
 
@@ -64,7 +65,8 @@ def eval_group() -> None:
 @click.option("--limit", type=click.IntRange(1), help="Only the first N samples.")
 @click.option("--tasks", "tasks_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV id,task[,category,function] overriding the task read from each query.")
-@click.option("--ignore-value", type=click.IntRange(0, 255), help="Ground-truth mask value excluded from scoring.")
+@click.option("--ignore-value", type=click.IntRange(0, 255),
+              help="Ground-truth mask value excluded from scoring.")
 @click.option("--gallery-max", type=click.IntRange(0), default=30, show_default=True,
               help="Failed samples shown per failure mode in failures.html.")
 @click.option("--force", is_flag=True, help="Ignore cached results and run the model on every sample.")
@@ -100,8 +102,8 @@ def socioseg(ctx: click.Context, data: str, out: Path, split: str, limit: int | 
         if evaluation.random_weights:
             console.print("[bold red]RANDOM WEIGHTS: a random-initialised test checkpoint made these masks. "
                           "The numbers are meaningless.[/]")
-    click.echo(f"{len(evaluation.records)} samples ({evaluation.computed} computed, {evaluation.reused} cached); "
-               f"report: {out / 'summary.md'}, gallery: {out / 'failures.html'}")
+    click.echo(f"{len(evaluation.records)} samples ({evaluation.computed} computed, {evaluation.reused} "
+               f"cached); report: {out / 'summary.md'}, gallery: {out / 'failures.html'}")
 
 
 class SampleProgress:
@@ -154,7 +156,7 @@ def headline_table(evaluation: object) -> object:
 @eval_group.command("city")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--reference", "-r", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Reference layers: a folder of <slug>.gpkg (e.g. `sociomap labels` output) or one GeoPackage.")
+              help="Reference layers: <slug>.gpkg files (e.g. `sociomap labels` output) or a GeoPackage.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Report folder: city.md/.csv/.json and disagreements.gpkg.")
 @click.option("--footprint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -163,12 +165,12 @@ def headline_table(evaluation: object) -> object:
 @click.option("--iou-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="Object IoU at which a model feature and a reference object match.")
 @click.option("--min-area", "min_area_m2", type=click.FloatRange(0),
-              help="Reference objects smaller than this (m²) are not expected (default: the run's --min-area).")
+              help="Reference objects smaller than this (m²) are not expected (default: the run's min area).")
 @click.pass_context
 def city(ctx: click.Context, run_dir: Path, reference: Path, out: Path, footprint: Path | None,
          bbox: tuple | None, iou_threshold: float, min_area_m2: float | None) -> None:
-    """Compare the layers of the finished run in RUN_DIR with reference layers, per socio-function: area IoU over
-    the covered area, object precision / recall / F1, and where they disagree.
+    """Compare the layers of the finished run in RUN_DIR with reference layers, per socio-function: area IoU
+    over the covered area, object precision / recall / F1, and where they disagree.
 
     \b
     Example:
@@ -194,7 +196,8 @@ def city_table(result: object) -> object:
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{100 * v:.1f}"
 
-    table = Table(title=f"run vs reference, covered {result.covered_m2 / 1e6:.3f} km² (%)", title_justify="left")
+    title = f"run vs reference, covered {result.covered_m2 / 1e6:.3f} km² (%)"
+    table = Table(title=title, title_justify="left")
     for col in ("layer", "model", "ref", "area IoU", "P", "R", "F1", "TP", "FP", "FN"):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for s in result.scores:

@@ -1,5 +1,5 @@
-"""sociomap.evaluation: the paper's metrics on SocioSeg-format data, and a finished run judged against reference
-layers (docs/evaluation.md)."""
+"""sociomap.evaluation: the paper's metrics on SocioSeg-format data, and a finished run judged against
+reference layers (docs/evaluation.md)."""
 
 from sociomap.evaluation.datasets import QueryInfo, Sample, classify_query, open_dataset
 from sociomap.evaluation.metrics import MaskScore, Summary, match_one_to_one, score_mask, summarize

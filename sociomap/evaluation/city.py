@@ -1,17 +1,18 @@
-"""sociomap.evaluation.city: a finished run judged against reference layers (e.g. ``sociomap labels`` from OSM).
+"""sociomap.evaluation.city: a finished run judged against reference layers (e.g. `sociomap labels` from OSM).
 
 Per socio-function layer present on both sides (docs/evaluation.md):
 
 - the **covered area** is where the run could see: the valid-data footprint of the run's mosaic (its
-  ``run.json`` names the file; read from its mask at up to ``FOOTPRINT_PX`` px, so one coarse pixel of error at the
-  border), or a polygon file given with ``--footprint``, optionally cut to a bounding box;
+  ``run.json`` names the file; read from its mask at up to ``FOOTPRINT_PX`` px, so up to one coarse pixel of
+  error at the border), or a polygon file given with ``--footprint``, optionally cut to a bounding box;
 - both layers are cut to it and measured on the ground (a Lambert equal-area projection centred on it);
 - **area IoU** = |M ∩ R| / |M ∪ R| of the union of model features M and of reference features R, with area
   precision |M ∩ R| / |M| and recall |M ∩ R| / |R|;
-- **objects**: each model feature as published; reference features of one layer that overlap or lie within one
-  run pixel of each other are one object (a binary mask per query cannot tell them apart), and reference objects
-  smaller than the run's ``min_area_m2`` are left out (the run drops such objects). A model feature and a
-  reference object match at IoU >= 0.5, one-to-one (``metrics.match_one_to_one``); precision, recall, F1 follow;
+- **objects**: each model feature as published; reference features of one layer that overlap or lie within
+  one run pixel of each other are one object (a binary mask per query cannot tell them apart), and reference
+  objects smaller than the run's ``min_area_m2`` are left out (the run drops such objects). A model feature
+  and a reference object match at IoU >= 0.5, one-to-one (``metrics.match_one_to_one``); precision, recall
+  and F1 follow;
 - unmatched model features and unmatched reference objects become two layers per function in
   ``disagreements.gpkg``: ``<slug>_model_only`` (candidate OSM edits, or model errors) and
   ``<slug>_reference_only`` (model misses);
@@ -33,7 +34,6 @@ import shapely
 
 from sociomap.errors import InputError
 from sociomap.evaluation.metrics import IOU_THRESHOLD, match_one_to_one, ratio
-from sociomap.evaluation.report import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +67,10 @@ def open_run(run_dir: Path) -> RunLayers:
         raise InputError(f"{run_dir}: no readable {MANIFEST}; pass the --out folder of a finished "
                          f"`sociomap run` ({exc})") from exc
     if manifest.get("status") != "ok":
-        raise InputError(f"{set_dir / MANIFEST}: status {manifest.get('status')!r}; only a finished run can be "
-                         "evaluated")
-    files = manifest.get("files", {}).get("layers") or {slug: f"{slug}.gpkg" for slug in manifest.get("layers", {})}
+        raise InputError(f"{set_dir / MANIFEST}: status {manifest.get('status')!r}; only a finished run "
+                         "can be evaluated")
+    files = (manifest.get("files", {}).get("layers")
+             or {slug: f"{slug}.gpkg" for slug in manifest.get("layers", {})})
     layers = {slug: set_dir / name for slug, name in files.items()}
     missing = [str(p) for p in layers.values() if not p.is_file()]
     if missing:
@@ -117,7 +118,8 @@ def mosaic_footprint(path: Path, max_px: int = FOOTPRINT_PX) -> shapely.Geometry
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{path}: cannot read the run's mosaic to find the covered area ({exc}); "
                          "pass --footprint") from exc
-    polygons = [shapely.geometry.shape(g) for g, v in shapes(mask, mask=mask > 0, transform=transform) if v > 0]
+    polygons = [shapely.geometry.shape(g) for g, v in shapes(mask, mask=mask > 0, transform=transform)
+                if v > 0]
     if not polygons:
         raise InputError(f"{path}: the mosaic has no valid pixels; nothing was covered")
     return gpd.GeoSeries([shapely.union_all(polygons)], crs=crs).to_crs(4326).iloc[0]
@@ -133,11 +135,12 @@ def run_footprint(run: RunLayers, footprint: Path | None = None) -> shapely.Geom
         if frame.crs is None or frame.empty:
             raise InputError(f"{footprint}: --footprint needs polygons with a CRS")
         return shapely.union_all(frame.to_crs(4326).geometry.values)
-    image = run.manifest.get("config", {}).get("image") or run.manifest.get("inputs", {}).get("image", {}).get("path")
+    inputs = run.manifest.get("inputs", {}).get("image", {})
+    image = run.manifest.get("config", {}).get("image") or inputs.get("path")
     if not image or not Path(image).is_file():
         raise InputError(f"{run.set_dir / MANIFEST}: the run's mosaic {image!r} is not readable here; "
                          "pass --footprint with a polygon of the covered area")
-    recorded = run.manifest.get("inputs", {}).get("image", {}).get("bytes")
+    recorded = inputs.get("bytes")
     if recorded is not None and Path(image).stat().st_size != recorded:
         logger.warning("%s changed size since the run; its footprint may not be the covered area", image)
     return mosaic_footprint(Path(image))
@@ -158,7 +161,7 @@ def run_pixel_m(run: RunLayers, lat: float) -> float:
 
 
 def _cut(frame: gpd.GeoDataFrame, crs: str, covered: shapely.Geometry) -> gpd.GeoDataFrame:
-    """Features in ``crs`` cut to the covered area (polygon parts only); features left with no area dropped."""
+    """Features in ``crs`` cut to the covered area (polygon parts only); features left without area go."""
     frame = frame.to_crs(crs)
     cut = shapely.intersection(shapely.make_valid(frame.geometry.values), covered)
     keep, geoms = [], []
@@ -172,8 +175,8 @@ def _cut(frame: gpd.GeoDataFrame, crs: str, covered: shapely.Geometry) -> gpd.Ge
 
 
 def reference_objects(frame: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFrame:
-    """Reference features that overlap or lie within ``tolerance_m`` of each other, unioned into one object each,
-    with their names and OSM ids joined by ";"."""
+    """Reference features that overlap or lie within ``tolerance_m`` of each other, unioned into one object
+    each, with their names and OSM ids joined by ";"."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -204,7 +207,8 @@ def object_ious(model: np.ndarray, reference: np.ndarray) -> list[tuple[int, int
     m, r = shapely.STRtree(reference).query(model, predicate="intersects")
     inter = shapely.area(shapely.intersection(model[m], reference[r]))
     union = shapely.area(model[m]) + shapely.area(reference[r]) - inter
-    return [(int(i), int(j), float(v)) for i, j, v in zip(m, r, inter / np.maximum(union, 1e-12))]
+    iou = inter / np.maximum(union, 1e-12)
+    return [(int(i), int(j), float(v)) for i, j, v in zip(m, r, iou, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -278,22 +282,23 @@ class CityEvaluation:
 
 def _counts(edges: list[tuple[int, int, float]], model_ids: np.ndarray, n_reference: int,
             threshold: float) -> tuple[ObjectCounts, list[tuple[int, int, float]]]:
-    keep = set(int(i) for i in model_ids)
+    keep = {int(i) for i in model_ids}
     matches = match_one_to_one([e for e in edges if e[0] in keep], threshold)
     return ObjectCounts(len(matches), len(keep) - len(matches), n_reference - len(matches)), matches
 
 
 def confidence_table(confidence: np.ndarray, edges: list[tuple[int, int, float]], n_reference: int,
                      threshold: float, matched: set[int]) -> list[ConfidenceRow]:
-    """Per threshold t: model features with confidence >= t matched again; per bin: share of features matched in
-    the full matching (``matched``)."""
+    """Per threshold t: model features with confidence >= t matched again; per bin: the share of its features
+    matched in the full matching (``matched``)."""
     rows = []
     for k, t in enumerate(CONFIDENCE_BINS[:-1]):
         counts, _ = _counts(edges, np.flatnonzero(confidence >= t), n_reference, threshold)
         upper = CONFIDENCE_BINS[k + 1]
         in_bin = np.flatnonzero((confidence >= t) & ((confidence < upper) | (upper == 1.0)))
-        rows.append(ConfidenceRow(t, counts.tp + counts.fp, counts.precision, counts.recall, counts.f1, len(in_bin),
-                                  ratio(sum(int(i) in matched for i in in_bin), len(in_bin))))
+        bin_precision = ratio(sum(int(i) in matched for i in in_bin), len(in_bin))
+        rows.append(ConfidenceRow(t, counts.tp + counts.fp, counts.precision, counts.recall, counts.f1,
+                                  len(in_bin), bin_precision))
     return rows
 
 
@@ -320,10 +325,10 @@ def compare_layer(layer: str, model: gpd.GeoDataFrame, reference: gpd.GeoDataFra
     for frame in (model_only, reference_only):
         frame["area_m2"] = frame.geometry.area
     score = FunctionScore(
-        layer=layer, n_model=len(model), n_reference=len(objects), model_area_m2=m_area, reference_area_m2=r_area,
-        intersection_m2=inter, area_iou=ratio(inter, m_area + r_area - inter), area_precision=ratio(inter, m_area),
-        area_recall=ratio(inter, r_area), tp=counts.tp, fp=counts.fp, fn=counts.fn, precision=counts.precision,
-        recall=counts.recall, f1=counts.f1)
+        layer=layer, n_model=len(model), n_reference=len(objects), model_area_m2=m_area,
+        reference_area_m2=r_area, intersection_m2=inter, area_iou=ratio(inter, m_area + r_area - inter),
+        area_precision=ratio(inter, m_area), area_recall=ratio(inter, r_area), tp=counts.tp, fp=counts.fp,
+        fn=counts.fn, precision=counts.precision, recall=counts.recall, f1=counts.f1)
     if "confidence" in model.columns:
         confidence = pd.to_numeric(model["confidence"], errors="coerce").fillna(0.0).to_numpy()
         score.confidence = confidence_table(confidence, edges, len(objects), threshold, matched_model)
@@ -374,11 +379,13 @@ def evaluate_city(run_dir: Path, reference: Path, out: Path, footprint: Path | N
                          f"(reference has {sorted(references)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    result.outputs = [*write_city_report(out, result), write_disagreements(out / DISAGREEMENTS, disagreements)]
+    result.outputs = write_city_report(out, result)
+    result.outputs.append(write_disagreements(out / DISAGREEMENTS, disagreements))
     return result
 
 
-def write_disagreements(path: Path, layers: list[tuple[str, gpd.GeoDataFrame]], crs: str = "EPSG:4326") -> Path:
+def write_disagreements(path: Path, layers: list[tuple[str, gpd.GeoDataFrame]], crs: str = "EPSG:4326"
+                        ) -> Path:
     """All disagreement layers in one GeoPackage, written under a temporary name and renamed when complete."""
     import os
 

@@ -1,15 +1,15 @@
 """sociomap.evaluation.datasets: SocioSeg-format samples from disk, one at a time (docs/evaluation.md).
 
-Two layouts, as the reference reads them (AMAP-ML/SocioReasoner roll/datasets/dataset.py and the infer pipeline):
+Two layouts, as the reference reads them (AMAP-ML/SocioReasoner roll/datasets/dataset.py, infer pipeline):
 
-- folders: ``DATA/<split>/<id>/{map.png, sat.png, mask.png, question.json}``, ``question.json`` = ``{"problem": ...}``
-  (``DATA`` may also be the split folder itself);
+- folders: ``DATA/<split>/<id>/{map.png, sat.png, mask.png, question.json}`` with ``question.json`` =
+  ``{"problem": ...}`` (``DATA`` may also be the split folder itself);
 - the Hugging Face dataset ``vvangfaye/SocioSeg`` once downloaded: parquet files with columns ``id, problem,
   map_image, sat_image, mask_label``, each image a ``{bytes, path}`` struct (the ``datasets.Image`` feature).
 
 The mask is read as the reference does (PIL ``convert("L")``, foreground = pixel > 0); ``ignore_value`` marks
-pixels excluded from every metric. Each sample's task (name / class / function) and category come from its query
-(``classify_query``), or from a ``--tasks`` CSV where the query alone cannot tell.
+pixels excluded from every metric. Each sample's task (name / class / function) and category come from its
+query (``classify_query``), or from a ``--tasks`` CSV where the query alone cannot tell.
 """
 
 from __future__ import annotations
@@ -36,23 +36,23 @@ _DOWNLOAD = f"hf download {HF_DATASET} --repo-type dataset --local-dir SocioSeg"
 # The socio-classes the paper names (Fig.1, 4, 6d; notes/socioreasoner.md §1). The taxonomy maps the ones it
 # knows to socio-functions; this list only lets a class query that the taxonomy lacks count as the class task.
 SOCIOSEG_CLASSES = (
-    "Home Appliance and Electronics Store", "Golf Course", "Agricultural and Sideline Products Market", "Temple",
-    "Scenic Spot", "Airport", "Disease Prevention", "Shopping Mall", "Park", "Square", "Zoo",
+    "Home Appliance and Electronics Store", "Golf Course", "Agricultural and Sideline Products Market",
+    "Temple", "Scenic Spot", "Airport", "Disease Prevention", "Shopping Mall", "Park", "Square", "Zoo",
     "Financial and Insurance Institution", "Community Center", "Library", "Soccer Field",
-    "Specialty Commercial Street", "Media Organization", "Cemetery", "Botanical Garden", "Art Gallery", "Factory",
-    "Industrial Park", "Home Furnishing and Building Materials Market", "Fitness Center",
-    "Business Office Building", "Church", "Entertainment Venue", "Comprehensive Gymnasium", "Basketball Arena",
-    "Public Security Police", "Industrial Building", "Company", "Sanatorium", "Archives", "Train Station",
-    "Memorial Hall", "Clothing, Shoes, Hats Store", "Parking Lot", "Government Agency", "Flower Market",
-    "Used Car Trading", "Logistics and Express Delivery", "Hotel", "Tennis Court", "School", "Car Dealership",
-    "Bank", "Science and Technology Museum", "Resort", "Long-distance Bus Station", "Toll Station",
-    "Residential Area", "Social Organization", "Clinic", "Theater", "Swimming Pool", "Procuratorate",
-    "Industrial and Commercial and Tax Authorities", "Picking Garden", "Service Area", "Concert Hall",
-    "Fire Department", "Traffic and Vehicle Management", "Exhibition and Convention Center",
-    "Training Institution", "Amusement Park", "Driving School", "Port and Dock", "Gas Station", "Badminton Court",
-    "Hospital", "Cinema", "Guesthouse", "Post Office", "Insurance Company", "Literary and Art Troupe",
-    "Cultural Palace", "Scientific Research Institution", "Museum", "Aquarium", "Court", "Water Sports Center",
-    "Others", "Gymnasium", "Playground", "Express Delivery",
+    "Specialty Commercial Street", "Media Organization", "Cemetery", "Botanical Garden", "Art Gallery",
+    "Factory", "Industrial Park", "Home Furnishing and Building Materials Market", "Fitness Center",
+    "Business Office Building", "Church", "Entertainment Venue", "Comprehensive Gymnasium",
+    "Basketball Arena", "Public Security Police", "Industrial Building", "Company", "Sanatorium", "Archives",
+    "Train Station", "Memorial Hall", "Clothing, Shoes, Hats Store", "Parking Lot", "Government Agency",
+    "Flower Market", "Used Car Trading", "Logistics and Express Delivery", "Hotel", "Tennis Court", "School",
+    "Car Dealership", "Bank", "Science and Technology Museum", "Resort", "Long-distance Bus Station",
+    "Toll Station", "Residential Area", "Social Organization", "Clinic", "Theater", "Swimming Pool",
+    "Procuratorate", "Industrial and Commercial and Tax Authorities", "Picking Garden", "Service Area",
+    "Concert Hall", "Fire Department", "Traffic and Vehicle Management", "Exhibition and Convention Center",
+    "Training Institution", "Amusement Park", "Driving School", "Port and Dock", "Gas Station",
+    "Badminton Court", "Hospital", "Cinema", "Guesthouse", "Post Office", "Insurance Company",
+    "Literary and Art Troupe", "Cultural Palace", "Scientific Research Institution", "Museum", "Aquarium",
+    "Court", "Water Sports Center", "Others", "Gymnasium", "Playground", "Express Delivery",
 )
 
 
@@ -88,9 +88,9 @@ _KNOWN_CLASSES = {_norm(c): c for c in SOCIOSEG_CLASSES}
 def classify_query(query: str) -> QueryInfo:
     """Task and category of a SocioSeg query, decided from its text against sociomap's taxonomy.
 
-    A socio-function name or alias is the function task (category: the function). A socio-class name or alias of
-    the taxonomy, or a class the paper names, is the class task (category: the query's own class name, function:
-    the taxonomy's). Anything else is a socio-name (category "socio-name", function unknown).
+    A socio-function name or alias is the function task (category: the function). A socio-class name or
+    alias of the taxonomy, or a class the paper names, is the class task (category: the query's own class
+    name, function: the taxonomy's). Anything else is a socio-name (category "socio-name", function unknown).
     """
     from sociomap.taxonomy import resolve_query
 
@@ -149,9 +149,10 @@ def make_sample(sample_id: str, query: str, map_png: bytes, sat_png: bytes, mask
     map_rgb = _decode_rgb(map_png, f"{where} map")
     sat_rgb = _decode_rgb(sat_png, f"{where} satellite")
     mask, valid = _decode_mask(mask_png, f"{where} mask", ignore_value)
-    if not (map_rgb.shape == sat_rgb.shape and mask.shape == sat_rgb.shape[:2] and mask.shape[0] == mask.shape[1]):
-        raise InputError(f"{where}: map {map_rgb.shape[:2]}, satellite {sat_rgb.shape[:2]} and mask {mask.shape} "
-                         "must be one square size")
+    square = mask.shape[0] == mask.shape[1]
+    if not (map_rgb.shape == sat_rgb.shape and mask.shape == sat_rgb.shape[:2] and square):
+        raise InputError(f"{where}: map {map_rgb.shape[:2]}, satellite {sat_rgb.shape[:2]} and mask "
+                         f"{mask.shape} must be one square size")
     if not query.strip():
         raise InputError(f"{where}: empty problem (query) text")
     return Sample(sample_id, query, map_rgb, sat_rgb, mask, valid, info or classify_query(query))
@@ -218,7 +219,7 @@ class ParquetDataset:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=self.rows_per_read, columns=list(COLUMNS)):
                 for row in batch.to_pylist():
                     where = f"{f.name} id {row['id']}"
-                    images = [_image_bytes(row[c], f, where) for c in ("map_image", "sat_image", "mask_label")]
+                    images = [_image_bytes(row[c], f, where) for c in COLUMNS[2:]]
                     sample_id = str(row["id"])
                     yield make_sample(sample_id, str(row["problem"] or ""), *images, where=where,
                                       ignore_value=self.ignore_value, info=self.overrides.get(sample_id))
@@ -236,14 +237,14 @@ def _image_bytes(cell: object, parquet: Path, where: str) -> bytes:
 
 
 def _parquet_files(root: Path, split: str) -> list[Path] | None:
-    """Parquet files of ``split`` under root (``test-*.parquet``, ``test/*.parquet``...), None if there are none."""
+    """Parquet files of ``split`` under root (``test-*.parquet``, ``test/*.parquet``...), None if none."""
     files = sorted(root.rglob("*.parquet"))
     if not files:
         return None
     chosen = [f for f in files if f.stem == split or f.stem.startswith(f"{split}-") or f.parent.name == split]
     if not chosen:
-        raise InputError(f"{root}: no parquet files of split {split!r} (found {', '.join(f.name for f in files)});"
-                         " pass --split")
+        found = ", ".join(f.name for f in files)
+        raise InputError(f"{root}: no parquet files of split {split!r} (found {found}); pass --split")
     return chosen
 
 
@@ -278,5 +279,5 @@ def open_dataset(data: str | Path, split: str = "test", ignore_value: int | None
     for root in (path / split, path):
         if root.is_dir() and any((d / "question.json").is_file() for d in root.iterdir()):
             return FolderDataset(root, ignore_value, overrides)
-    raise InputError(f"{path}: no SocioSeg samples (expected {split}/<id>/{{map.png,sat.png,mask.png,question.json}}"
-                     f" or {split}-*.parquet); get the data with `{_DOWNLOAD}`")
+    raise InputError(f"{path}: no SocioSeg samples (expected {split}/<id>/{{map.png,sat.png,mask.png,"
+                     f"question.json}} or {split}-*.parquet); get the data with `{_DOWNLOAD}`")

@@ -9,8 +9,8 @@ The modes are checked in this order, the first that holds wins:
 4. ``nothing to find``: the ground truth is empty (after ignored pixels) and the model found something;
 5. ``wrong place``: prediction and ground truth share less than half of the smaller of the two (the paper's
    "localization failure");
-6. ``wrong extent``: otherwise: one mostly lies inside the other, so the place is right and the extent is wrong
-   (the paper's "boundary imprecision"), noted as too large or too small.
+6. ``wrong extent``: otherwise: one mostly lies inside the other, so the place is right and the extent is
+   wrong (the paper's "boundary imprecision"), noted as too large or too small.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ MODES = ("unparsable answer", "no boxes", "empty mask", "nothing to find", "wron
 
 
 def answer_parses(text: str) -> bool:
-    """True when the text's first <answer> block is a JSON list (the reference's rule for any prompts at all)."""
+    """True when the first <answer> block of the text is a JSON list (else the reference prompts nothing)."""
     from sociomap.reasoning.parse import extract_answer
 
     try:

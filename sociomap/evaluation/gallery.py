@@ -1,8 +1,8 @@
 """sociomap.evaluation.gallery: the failure gallery, one self-contained HTML file (images as data URIs).
 
-While samples stream, ``Gallery.offer`` keeps small JPEG thumbnails of the first ``limit`` failures of each mode
-(so memory stays bounded on the full test split); ``html`` renders them grouped by failure mode, each with the
-satellite image, the map, the ground truth, the stage-1 and stage-2 masks and the model's two texts.
+While samples stream, ``Gallery.offer`` keeps small JPEG thumbnails of the first ``limit`` failures of each
+mode (so memory stays bounded on the full test split); ``html`` renders them grouped by failure mode, each
+with the satellite image, the map, the ground truth, the stage-1 and stage-2 masks and the model's texts.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def _thumb(rgb: np.ndarray) -> tuple[Image.Image, float]:
     return image, scale
 
 
-def overlay(rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float = 0.45) -> Image.Image:
+def overlay(rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float = 0.45
+            ) -> Image.Image:
     """The mask tinted over the image at thumbnail size."""
     tinted = rgb.astype(np.float32)
     tinted[mask] = (1 - alpha) * tinted[mask] + alpha * np.array(color, np.float32)
@@ -85,12 +86,12 @@ def make_card(sample: object, prediction: object, record: object) -> Card:
         "stage 2 (final) + prompts": _data_uri(stage2),
     }
     return Card(record.id, record.query, record.info.task, record.info.category, record.stage1.iou,
-                record.stage2.iou, record.failure_detail, images, prediction.stage1_text, prediction.stage2_text,
-                prediction.boxes, prediction.points)
+                record.stage2.iou, record.failure_detail, images, prediction.stage1_text,
+                prediction.stage2_text, prediction.boxes, prediction.points)
 
 
 class Gallery:
-    """Collects the cards of failed samples: every failure is counted, the first ``limit`` per mode are kept."""
+    """Collects the cards of failed samples: every failure is counted, the first ``limit`` per mode kept."""
 
     def __init__(self, limit: int = 30) -> None:
         self.limit = limit
@@ -113,8 +114,9 @@ class Gallery:
         headline = [r for r in rows if r.by in ("all", "task")]
         sections = [(mode, self.counts.get(mode, 0), self.cards.get(mode, [])) for mode in MODES]
         return env.from_string(_TEMPLATE).render(
-            evaluation=evaluation, rows=headline, sections=sections, limit=self.limit, failure_iou=FAILURE_IOU,
-            total=sum(self.counts.values()), pct=lambda v: "–" if v is None else f"{100 * v:.1f}")
+            evaluation=evaluation, rows=headline, sections=sections, limit=self.limit,
+            failure_iou=FAILURE_IOU, total=sum(self.counts.values()),
+            pct=lambda v: "–" if v is None else f"{100 * v:.1f}")
 
 
 _TEMPLATE = """<!doctype html>
@@ -122,8 +124,10 @@ _TEMPLATE = """<!doctype html>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
-th:first-child,td:first-child{text-align:left}.warn{background:#fee;border:2px solid #c00;padding:.6em;font-weight:bold}
-.card{border:1px solid #ccc;border-radius:6px;margin:1em 0;padding:.6em}.imgs{display:flex;flex-wrap:wrap;gap:8px}
+th:first-child,td:first-child{text-align:left}
+.warn{background:#fee;border:2px solid #c00;padding:.6em;font-weight:bold}
+.card{border:1px solid #ccc;border-radius:6px;margin:1em 0;padding:.6em}
+.imgs{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0}figcaption{font-size:12px;color:#555}img{width:200px;height:auto;display:block}
 pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em;max-height:20em;overflow:auto}
 </style></head><body>

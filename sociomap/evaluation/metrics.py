@@ -15,8 +15,8 @@ Over a set of samples (``summarize``):
 - gIoU = mean of the per-sample IoUs; cIoU = sum(I) / sum(U) (1.0 when sum(U) = 0);
 - precision = sum(TP) / sum(TP + FP), recall = sum(TP) / sum(TP + FN) (None when the denominator is 0);
   F1 = 2 sum(TP) / sum(2 TP + FP + FN) (1.0 when nothing was predicted or expected anywhere);
-- mF1 = mean of the per-sample F1s (same formula per sample), reported beside F1 because the paper does not say
-  which of the two it means.
+- mF1 = mean of the per-sample F1s (same formula per sample), reported beside F1 because the paper does
+  not say which of the two it means.
 """
 
 from __future__ import annotations

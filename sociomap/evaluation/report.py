@@ -1,7 +1,8 @@
 """sociomap.evaluation.report: summary tables of an evaluation (Markdown, CSV, JSON) and the per-sample CSV.
 
-Rows: all samples, each task (name / class / function, the paper's Table 1 columns), each category (the class or
-function a query names) and each socio-function, with sample counts; stage-1 and stage-2 metrics side by side.
+Rows: all samples, each task (name / class / function, the paper's Table 1 columns), each category (the class
+or function a query names) and each socio-function, with sample counts; stage-1 and stage-2 metrics side by
+side.
 """
 
 from __future__ import annotations
@@ -106,11 +107,11 @@ def summary_json(evaluation: object, rows: Sequence[GroupRow]) -> dict:
         "seconds": round(evaluation.seconds, 3),
         "definitions": {"iou_threshold": IOU_THRESHOLD, "min_instance_px": MIN_INSTANCE_PX,
                         "failure_iou": FAILURE_IOU, "connectivity": 8},
-        "groups": [{"by": r.by, "name": r.name, "n": r.n, "stage1": asdict(r.stage1), "stage2": asdict(r.stage2)}
-                   for r in rows],
+        "groups": [{"by": r.by, "name": r.name, "n": r.n, "stage1": asdict(r.stage1),
+                    "stage2": asdict(r.stage2)} for r in rows],
         "failures": failure_counts(evaluation.records),
         "confidence": NO_CONFIDENCE,
-        "paper": {k: dict(zip(("ciou", "giou", "f1"), v)) for k, v in PAPER.items()},
+        "paper": {k: dict(zip(("ciou", "giou", "f1"), v, strict=True)) for k, v in PAPER.items()},
     }
 
 
@@ -145,8 +146,8 @@ def _table(rows: Sequence[GroupRow], label: str) -> list[str]:
                                              for m in ("cIoU", "gIoU", "F1", "P", "R")) + " |"
     lines = [head, "|" + "---|" * 12]
     for r in rows:
-        cells = [_pct(getattr(s, m)) for s in (r.stage1, r.stage2) for m in ("ciou", "giou", "f1", "precision",
-                                                                            "recall")]
+        cells = [_pct(getattr(s, m)) for s in (r.stage1, r.stage2)
+                 for m in ("ciou", "giou", "f1", "precision", "recall")]
         lines.append(f"| {r.name} | {r.n} | " + " | ".join(cells) + " |")
     return lines
 
@@ -159,11 +160,12 @@ def summary_markdown(evaluation: object, rows: Sequence[GroupRow]) -> str:
                   "meaningless.**", ""]
     ident = evaluation.identity
     lines += [f"Model `{ident.get('model')}` @ `{ident.get('model_revision')}`, SAM `{ident.get('sam')}`; "
-              f"{len(evaluation.records)} samples ({evaluation.computed} computed, {evaluation.reused} cached).",
-              "", "Metrics in %, stage 1 (s1, coarse mask) and stage 2 (s2, final mask). cIoU = total I / total U,"
-              " gIoU = mean per-sample IoU (1 when both masks are empty), F1 / P / R over instances (8-connected "
-              f"components > {MIN_INSTANCE_PX} px, matched one-to-one at IoU >= {IOU_THRESHOLD}). See "
-              "docs/evaluation.md.", ""]
+              f"{len(evaluation.records)} samples ({evaluation.computed} computed, {evaluation.reused} "
+              "cached).", "",
+              "Metrics in %, stage 1 (s1, coarse mask) and stage 2 (s2, final mask). "
+              "cIoU = total I / total U, gIoU = mean per-sample IoU (1 when both masks are empty), "
+              f"F1 / P / R over instances (8-connected components > {MIN_INSTANCE_PX} px, matched one-to-one "
+              f"at IoU >= {IOU_THRESHOLD}). See docs/evaluation.md.", ""]
     headline = [r for r in rows if r.by in ("all", "task")]
     lines += _table(headline, "task")
     paper = " · ".join(f"{k} {'/'.join(map(str, v))}" for k, v in PAPER.items())
@@ -215,15 +217,16 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def city_markdown(result: object) -> str:
     """The human-readable city report: one row per socio-function, then the confidence tables."""
-    lines = [f"# City evaluation: {result.run}", "", f"Reference: {result.reference}. Covered area "
-             f"{result.covered_m2 / 1e6:.3f} km²; objects match at IoU >= {IOU_THRESHOLD}, one-to-one; reference "
-             f"features within one run pixel ({result.pixel_m:.2f} m) are one object. See docs/evaluation.md.", "",
+    lines = [f"# City evaluation: {result.run}", "",
+             f"Reference: {result.reference}. Covered area {result.covered_m2 / 1e6:.3f} km²; objects "
+             f"match at IoU >= {IOU_THRESHOLD}, one-to-one; reference features within one run pixel "
+             f"({result.pixel_m:.2f} m) are one object. See docs/evaluation.md.", "",
              "| layer | model | reference | area IoU | area P | area R | TP | FP | FN | P | R | F1 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result.scores:
-        lines.append(f"| {s.layer} | {s.n_model} | {s.n_reference} | {_pct(s.area_iou)} | {_pct(s.area_precision)} "
-                     f"| {_pct(s.area_recall)} | {s.tp} | {s.fp} | {s.fn} | {_pct(s.precision)} | "
-                     f"{_pct(s.recall)} | {_pct(s.f1)} |")
+        cells = [s.layer, s.n_model, s.n_reference, *map(_pct, (s.area_iou, s.area_precision, s.area_recall)),
+                 s.tp, s.fp, s.fn, *map(_pct, (s.precision, s.recall, s.f1))]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", "Areas and ratios in %; disagreements: `disagreements.gpkg` (`<layer>_model_only`, "
               "`<layer>_reference_only`).", ""]
     if result.missing_reference:
@@ -251,5 +254,6 @@ def write_city_report(out: Path, result: object) -> list[Path]:
     confidence = [[s.layer, *(getattr(c, k) for k in CONFIDENCE_COLUMNS)] for s in result.scores
                   if not isinstance(s.confidence, str) for c in s.confidence]
     if confidence:
-        paths.append(write_atomic(out / "city_confidence.csv", _csv(("layer", *CONFIDENCE_COLUMNS), confidence)))
+        table = _csv(("layer", *CONFIDENCE_COLUMNS), confidence)
+        paths.append(write_atomic(out / "city_confidence.csv", table))
     return paths

@@ -1,10 +1,10 @@
 """sociomap.evaluation.runner: SocioReasoner over SocioSeg samples, batched, cached, scored (no tiling).
 
 Samples stream in windows; in each window the ones not in the cache are grouped by query and sent to
-``SocioReasoner.segment`` ``batch_size`` at a time (its API crosses tiles with queries, so only samples that share
-a query share a call). Every result is cached under a key of the sample's pixels, query, id and
-``reasoner_identity(config)``, so an interrupted evaluation resumes and a re-run only rescores. Predicted masks are
-written as the reference writes them (``masks/stage1|stage2/<id>.png``, 0/255), then the report.
+``SocioReasoner.segment`` ``batch_size`` at a time (its API crosses tiles with queries, so only samples that
+share a query share a call). Every result is cached under a key of the sample's pixels, query, id and
+``reasoner_identity(config)``, so an interrupted evaluation resumes and a re-run only rescores. Predicted
+masks are written as the reference writes them (``masks/stage1|stage2/<id>.png``, 0/255), then the report.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ class _Silent:
 
 
 class ResultStore(Protocol):
-    """The per-result store of runs (``sociomap.pipeline.cache``): get(key) -> entry | None, put(key, mask, meta)."""
+    """The per-result store of runs (``sociomap.pipeline.cache``): get(key) -> entry | None, put(key, mask,
+    meta)."""
 
     def get(self, key: str) -> object | None: ...
     def put(self, key: str, mask: np.ndarray, meta: dict) -> object: ...
@@ -125,7 +126,7 @@ def _pack(prediction: Prediction) -> tuple[np.ndarray, dict]:
 
 
 def _unpack(entry: object, size: int) -> Prediction | None:
-    """The cached prediction, or None when the entry is not one of ours at this size (then it is recomputed)."""
+    """The cached prediction, or None when the entry is not one of ours at this size (it is recomputed)."""
     mask, meta = entry.mask, entry.meta
     if meta.get("layout") != "final|coarse" or mask.shape != (size, 2 * size):
         return None
@@ -137,7 +138,8 @@ def _tile_pair(sample: Sample) -> object:
     """The sample as a reasoner tile; its id is the tile key where TilePair has one (per-sample seeds)."""
     from sociomap.reasoning import TilePair
 
-    extra = {"key": f"socioseg/{sample.id}"} if "key" in {f.name for f in dataclasses.fields(TilePair)} else {}
+    has_key = "key" in {f.name for f in dataclasses.fields(TilePair)}
+    extra = {"key": f"socioseg/{sample.id}"} if has_key else {}
     return TilePair(map=sample.map, satellite=sample.satellite, **extra)
 
 
@@ -202,7 +204,7 @@ def evaluate_socioseg(dataset: object, config: object, out: Path, *, reasoner: o
                       force: bool = False, limit: int | None = None, reporter: Reporter | None = None,
                       threshold: float = IOU_THRESHOLD, min_instance_px: int = MIN_INSTANCE_PX,
                       gallery_max: int = 30) -> Evaluation:
-    """Run ``config`` (a ReasonerConfig) on ``dataset`` (``open_dataset``), write masks and the report to ``out``.
+    """Run ``config`` (a ReasonerConfig) on ``dataset`` (``open_dataset``); write masks and report to ``out``.
 
     ``reasoner``: an already loaded SocioReasoner (else loaded from ``config`` at the first cache miss);
     ``force``: recompute cached samples; ``limit``: only the first N samples.
@@ -226,12 +228,14 @@ def evaluate_socioseg(dataset: object, config: object, out: Path, *, reasoner: o
     for window in _windows(samples, WINDOW):
         keys = [sample_key(s, digest) for s in window]
         found = [None if force else store.get(k) for k in keys]
-        predictions = [None if e is None else _unpack(e, s.mask.shape[0]) for s, e in zip(window, found)]
+        predictions = [None if e is None else _unpack(e, s.mask.shape[0])
+                       for s, e in zip(window, found, strict=True)]
         todo = [i for i, p in enumerate(predictions) if p is None]
         if todo:
             if reasoner is None:
                 reasoner = load_reasoner(config)
-            for i, prediction in zip(todo, predict(reasoner, [window[i] for i in todo], config.batch_size)):
+            fresh = predict(reasoner, [window[i] for i in todo], config.batch_size)
+            for i, prediction in zip(todo, fresh, strict=True):
                 store.put(keys[i], *_pack(prediction))
                 predictions[i] = prediction
         for sample, prediction in zip(window, predictions, strict=True):

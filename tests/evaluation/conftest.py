@@ -29,7 +29,8 @@ SPECS = [
     ("s001", "Park and greenspace", [[(20, 18), (70, 14), (88, 50), (60, 80), (18, 66)]]),
     ("s002", "School", [[(30, 30), (80, 30), (80, 70), (30, 70)]]),
     ("s003", "Peach Blossom Park", [[(10, 60), (50, 60), (50, 100), (10, 100)]]),
-    ("s004", "Hospital", [[(8, 8), (40, 8), (40, 36), (8, 36)], [(64, 64), (100, 64), (100, 104), (64, 104)]]),
+    ("s004", "Hospital", [[(8, 8), (40, 8), (40, 36), (8, 36)],
+                          [(64, 64), (100, 64), (100, 104), (64, 104)]]),
     ("s005", "Toll Station", [[(50, 10), (76, 10), (76, 30), (50, 30)]]),
     ("s006", "Educational", [[(20, 20), (90, 20), (90, 40), (40, 40), (40, 90), (20, 90)]]),
     ("s007", "School", []),
@@ -39,7 +40,8 @@ SPECS = [
 def _satellite(rng: np.random.Generator) -> np.ndarray:
     """Green-grey texture with two light roads, like an aerial image."""
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    base = np.stack([90 + 30 * np.sin(xx / 9), 110 + 25 * np.cos(yy / 7), 80 + 20 * np.sin((xx + yy) / 11)], -1)
+    base = np.stack([90 + 30 * np.sin(xx / 9), 110 + 25 * np.cos(yy / 7), 80 + 20 * np.sin((xx + yy) / 11)],
+                    -1)
     img = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
     img[50:56, :] = (200, 200, 195)
     img[:, 44:49] = (205, 203, 198)
@@ -83,7 +85,7 @@ def png(array: np.ndarray) -> bytes:
 
 
 def write_folder_layout(root: Path, samples: list[FixtureSample], split: str = "test") -> Path:
-    """root/<split>/<id>/{map.png, sat.png, mask.png, question.json} (the reference's SocioSegDataset layout)."""
+    """root/<split>/<id>/{map.png, sat.png, mask.png, question.json} (the reference's SocioSegDataset)."""
     for s in samples:
         d = root / split / s.id
         d.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Metrics recomputed a second, independent way (OpenCV components, brute-force pairs) to check reports against."""
+"""Metrics recomputed a second, independent way (OpenCV components, brute-force pairs) to check reports."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def set_metrics(counts: list[dict]) -> dict:
 
 
 def recompute_from_outputs(out: Path, samples: list, classify) -> dict[tuple[str, str], dict[str, dict]]:
-    """{(by, name): {stage: metrics}} from the mask PNGs the evaluation wrote and the fixture's ground truth."""
+    """{(by, name): {stage: metrics}} from the mask PNGs the evaluation wrote and the fixture's truth."""
     per_stage: dict[str, dict[str, dict]] = {"stage1": {}, "stage2": {}}
     for s in samples:
         for stage in per_stage:

@@ -21,7 +21,7 @@ LAYERS = ("educational", "park_and_greenspace")
 
 @pytest.fixture(scope="module")
 def osm_run(tmp_path_factory, utm_mosaic):
-    """(run folder, reference folder): the OSM baseline run and the OSM reference labels, same file and classes."""
+    """(run folder, reference folder): the OSM baseline run and OSM reference labels, same inputs."""
     from click.testing import CliRunner
 
     root = tmp_path_factory.mktemp("city")
@@ -36,7 +36,7 @@ def osm_run(tmp_path_factory, utm_mosaic):
 
 
 def evaluate(runner, run: Path, ref: Path, out: Path, *extra: str) -> dict:
-    result = runner.invoke(cli, ["eval", "city", str(run), "--reference", str(ref), "--out", str(out), *extra])
+    result = runner.invoke(cli, ["eval", "city", str(run), "-r", str(ref), "--out", str(out), *extra])
     assert result.exit_code == 0, result.output
     return {layer["layer"]: layer for layer in json.loads((out / "city.json").read_text())["layers"]}
 
@@ -97,11 +97,13 @@ def test_dropping_a_third_of_the_features_costs_exactly_that_recall(osm_run, bas
     for layer in LAYERS:
         s, b, k = scores[layer], base[layer], len(dropped[layer])
         assert (s["tp"], s["fp"], s["fn"]) == (b["tp"] - k, 0, k)
-        assert s["recall"] == pytest.approx((b["n_reference"] - k) / b["n_reference"]) and s["precision"] == 1.0
+        assert s["recall"] == pytest.approx((b["n_reference"] - k) / b["n_reference"])
+        assert s["precision"] == 1.0
         lost = ground(dropped[layer]).area.sum() / b["reference_area_m2"]
         assert s["area_recall"] == pytest.approx(b["area_recall"] - lost, abs=0.01)
         assert s["area_precision"] == pytest.approx(b["area_precision"], abs=0.01)
-        missed = pyogrio.read_dataframe(tmp_path / "out" / "disagreements.gpkg", layer=f"{layer}_reference_only")
+        missed = pyogrio.read_dataframe(tmp_path / "out" / "disagreements.gpkg",
+                                        layer=f"{layer}_reference_only")
         assert len(missed) == k
         # Each reference object reported missing is one of the dropped features.
         for geom in ground(missed).geometry:
@@ -112,11 +114,12 @@ def test_dropping_a_third_of_the_features_costs_exactly_that_recall(osm_run, bas
 
 
 def shrink(frame, every: int = 2, factor: float = 0.3):
-    """Every ``every``-th feature scaled about its centroid to ``factor`` of its area: IoU with itself <= factor."""
+    """Every ``every``-th feature scaled about its centroid to ``factor`` of its area (so IoU <= factor)."""
     frame = frame.copy()
     s = math.sqrt(factor)
     picked = frame.index[::every]
-    frame.loc[picked, "geometry"] = [affinity.scale(g, s, s, origin="centroid") for g in frame.loc[picked].geometry]
+    frame.loc[picked, "geometry"] = [affinity.scale(g, s, s, origin="centroid")
+                                     for g in frame.loc[picked].geometry]
     return frame, set(picked)
 
 
@@ -127,7 +130,7 @@ def test_shrunk_features_become_a_false_positive_and_a_miss_each(osm_run, baseli
 
     def change(layer, frame):
         frame, picked[layer] = shrink(frame)
-        shrunk_area[layer] = ground(frame.loc[sorted(picked[layer])]).area.sum() / 0.3  # area before shrinking
+        shrunk_area[layer] = ground(frame.loc[sorted(picked[layer])]).area.sum() / 0.3  # before shrinking
         return frame
 
     copy = degraded_copy(run, tmp_path / "shrunk", change)
@@ -165,7 +168,8 @@ def test_precision_and_recall_per_confidence_bin(osm_run, baseline, tmp_path, ru
     assert (rows[0.8]["in_bin"], rows[0.8]["bin_precision"]) == (n - k, 1.0)
     assert (rows[0.9]["kept"], rows[0.9]["precision"], rows[0.9]["recall"]) == (0, None, 0.0)
     table = (tmp_path / "out" / "city_confidence.csv").read_text().splitlines()
-    assert table[0] == "layer,threshold,kept,precision,recall,f1,in_bin,bin_precision" and len(table) == 1 + 2 * 10
+    assert table[0] == "layer,threshold,kept,precision,recall,f1,in_bin,bin_precision"
+    assert len(table) == 1 + 2 * 10
     assert "| 0.5 | 6 | 100.0 |" in (tmp_path / "out" / "city.md").read_text()
 
 
@@ -203,13 +207,13 @@ def test_bad_inputs_are_exit_3_with_the_fix(osm_run, tmp_path, runner):
     manifest = json.loads((moved / "run.json").read_text())
     manifest["config"]["image"] = manifest["inputs"]["image"]["path"] = str(tmp_path / "gone.tif")
     (moved / "run.json").write_text(json.dumps(manifest))
-    result = runner.invoke(cli, ["eval", "city", str(moved), "--reference", str(ref), "--out", str(tmp_path / "o")])
+    result = runner.invoke(cli, ["eval", "city", str(moved), "-r", str(ref), "-o", str(tmp_path / "o")])
     assert result.exit_code == 3 and "gone.tif" in result.output and "--footprint" in result.output
     other = tmp_path / "other_ref"
     other.mkdir()
     shutil.copy(ref / "educational.gpkg", other / "medical.gpkg")
-    result = runner.invoke(cli, ["eval", "city", str(run), "--reference", str(other), "--out", str(tmp_path / "o")])
+    result = runner.invoke(cli, ["eval", "city", str(run), "-r", str(other), "-o", str(tmp_path / "o")])
     assert result.exit_code == 3 and "no layer matches" in result.output
-    result = runner.invoke(cli, ["eval", "city", str(tmp_path), "--reference", str(ref), "--out", str(tmp_path / "o")])
+    result = runner.invoke(cli, ["eval", "city", str(tmp_path), "-r", str(ref), "-o", str(tmp_path / "o")])
     assert result.exit_code == 3 and "run.json" in result.output
     assert not (tmp_path / "o").exists()

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from sociomap.errors import InputError
-from sociomap.evaluation.datasets import (FolderDataset, ParquetDataset, QueryInfo, classify_query, open_dataset,
-                                          read_task_overrides)
+from sociomap.evaluation.datasets import (
+    FolderDataset,
+    ParquetDataset,
+    QueryInfo,
+    classify_query,
+    open_dataset,
+    read_task_overrides,
+)
 from tests.evaluation.conftest import png, write_folder_layout, write_parquet_layout
 
 
@@ -61,8 +67,8 @@ def test_ignore_value_removes_pixels_from_the_ground_truth(tmp_path, samples):
     sample = samples[1]
     mask = sample.mask.copy()
     mask[:10, :] = 200  # a band marked "ignore"
-    root = write_folder_layout(tmp_path, [type(sample)(sample.id, sample.problem, sample.satellite, sample.map,
-                                                       mask)])
+    marked = type(sample)(sample.id, sample.problem, sample.satellite, sample.map, mask)
+    root = write_folder_layout(tmp_path, [marked])
     (read,) = list(open_dataset(root, ignore_value=200))
     assert not read.valid[:10].any() and read.valid[10:].all()
     assert not read.mask[:10].any() and np.array_equal(read.mask[10:], sample.mask[10:] > 0)

@@ -112,5 +112,6 @@ def test_matching_is_one_to_one_and_maximises_matches_not_greedy_iou():
     edges = [(0, 0, 0.9), (0, 1, 0.6), (1, 0, 0.7), (2, 2, 0.49), (3, 3, 0.5)]
     assert match_one_to_one(edges) == [(0, 1, 0.6), (1, 0, 0.7), (3, 3, 0.5)]
     # Among equally many pairs the larger total IoU wins.
-    assert match_one_to_one([(0, 0, 0.8), (0, 1, 0.6), (1, 0, 0.55), (1, 1, 0.9)]) == [(0, 0, 0.8), (1, 1, 0.9)]
+    edges = [(0, 0, 0.8), (0, 1, 0.6), (1, 0, 0.55), (1, 1, 0.9)]
+    assert match_one_to_one(edges) == [(0, 0, 0.8), (1, 1, 0.9)]
     assert match_one_to_one([]) == []

@@ -1,5 +1,5 @@
-"""evaluate_socioseg on the fixture with a real (tiny) SocioReasoner whose VLM answers from a script, so masks are
-non-empty and every failure mode can occur; the report is checked against an independent recomputation."""
+"""evaluate_socioseg on the fixture with a real (tiny) SocioReasoner whose VLM answers from a script, so masks
+are non-empty and every failure mode can occur; the report is checked against an independent recomputation."""
 
 from __future__ import annotations
 
@@ -16,21 +16,21 @@ from tests.evaluation.independent import read_samples_csv, recompute_from_output
 
 STAGE1 = '<think>look at <b>the map</b> & <script>alert(1)</script></think><answer>[{"bbox_2d": %s}]</answer>'
 STAGE2 = '<think>refine</think><answer>[{"bbox_2d": %s, "points": [[%d, %d]]}]</answer>'
-BOXES = {"Park and greenspace": [18, 14, 88, 80], "Hospital": [60, 60, 100, 100], "Toll Station": [50, 10, 76, 30],
-         "Educational": [0, 0, 111, 111]}
+BOXES = {"Park and greenspace": [18, 14, 88, 80], "Hospital": [60, 60, 100, 100],
+         "Toll Station": [50, 10, 76, 30], "Educational": [0, 0, 111, 111]}
 BROKEN = {"School": '<think>?</think><answer>[{"bbox_2d": [1, 2, oops</answer>',  # not JSON
           "Peach Blossom Park": "<think>nothing here</think><answer>[]</answer>"}  # no objects
 
 
 class ScriptedVLM:
-    """The VLM's place in a real SocioReasoner: answers per query from a script, records each generate call."""
+    """The VLM's place in a real SocioReasoner: answers per query from a script, records each call."""
 
     def __init__(self, real):
         self.processor, self.model, self.calls = real.processor, real.model, []
 
     def generate(self, texts, images):
-        queries = [re.search(r"find '(.*?)' with bboxs|for \"(.*?)\" have been", t).group(1, 2) for t in texts]
-        queries = [a or b for a, b in queries]
+        found = [re.search(r"find '(.*?)' with bboxs|for \"(.*?)\" have been", t).group(1, 2) for t in texts]
+        queries = [a or b for a, b in found]
         stage = 1 if "Please find" in texts[0] else 2
         self.calls.append((stage, queries))
         out = []
@@ -91,8 +91,8 @@ def test_report_matches_an_independent_recomputation(evaluated, samples):
         for stage in ("stage1", "stage2"):
             want = expected[("sample", s.id)][stage]
             assert float(rows[s.id][f"{stage}_iou"]) == pytest.approx(want["iou"], abs=1e-6)
-            assert [int(rows[s.id][f"{stage}_{k}"]) for k in ("tp", "fp", "fn")] == [want[k] for k in ("tp", "fp",
-                                                                                                      "fn")]
+            counts = [int(rows[s.id][f"{stage}_{k}"]) for k in ("tp", "fp", "fn")]
+            assert counts == [want[k] for k in ("tp", "fp", "fn")]
     # The predictions are real SAM masks, not all empty: the numbers are not trivially zero.
     assert expected[("all", "all")]["stage2"]["ciou"] > 0
     assert summary["random_weights"] is True and summary["confidence"] == "no confidence attribute"
@@ -139,19 +139,18 @@ def test_samples_sharing_a_query_share_generate_calls(evaluated):
     assert sum(len(q) for q in stage1) == 7
 
 
-def test_rerun_uses_the_cache_and_resumes_after_a_partial_run(evaluated, folder_data, tiny_config, tiny_reasoner,
-                                                              tmp_path):
+def test_rerun_uses_the_cache_and_resumes_after_a_partial_run(evaluated, folder_data, tiny_config,
+                                                              tiny_reasoner, tmp_path):
     out, first, _ = evaluated
-    again = evaluate_socioseg(open_dataset(folder_data), tiny_config, out, reasoner=scripted(tiny_reasoner, Refuse()))
+    data = open_dataset(folder_data)
+    again = evaluate_socioseg(data, tiny_config, out, reasoner=scripted(tiny_reasoner, Refuse()))
     assert (again.computed, again.reused) == (0, 7)
     assert [r.stage2 for r in again.records] == [r.stage2 for r in first.records]
     # A first run that stopped after 3 samples: the next one computes only the other 4.
     vlm = ScriptedVLM(tiny_reasoner.engine)
-    part = evaluate_socioseg(open_dataset(folder_data), tiny_config, tmp_path, reasoner=scripted(tiny_reasoner, vlm),
-                             limit=3)
+    part = evaluate_socioseg(data, tiny_config, tmp_path, reasoner=scripted(tiny_reasoner, vlm), limit=3)
     assert (part.computed, len(part.records)) == (3, 3)
-    rest = evaluate_socioseg(open_dataset(folder_data), tiny_config, tmp_path, reasoner=scripted(tiny_reasoner, vlm))
+    rest = evaluate_socioseg(data, tiny_config, tmp_path, reasoner=scripted(tiny_reasoner, vlm))
     assert (rest.computed, rest.reused) == (4, 3)
-    forced = evaluate_socioseg(open_dataset(folder_data), tiny_config, tmp_path, reasoner=scripted(tiny_reasoner, vlm),
-                               force=True)
+    forced = evaluate_socioseg(data, tiny_config, tmp_path, reasoner=scripted(tiny_reasoner, vlm), force=True)
     assert (forced.computed, forced.reused) == (7, 0)
