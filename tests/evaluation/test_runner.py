@@ -3,6 +3,7 @@ are non-empty and every failure mode can occur; the report is checked against an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -152,5 +153,10 @@ def test_rerun_uses_the_cache_and_resumes_after_a_partial_run(evaluated, folder_
     assert (part.computed, len(part.records)) == (3, 3)
     rest = evaluate_socioseg(data, tiny_config, tmp_path, reasoner=scripted(tiny_reasoner, vlm))
     assert (rest.computed, rest.reused) == (4, 3)
-    forced = evaluate_socioseg(data, tiny_config, tmp_path, reasoner=scripted(tiny_reasoner, vlm), force=True)
-    assert (forced.computed, forced.reused) == (7, 0)
+    forced = evaluate_socioseg(data, tiny_config, tmp_path, reasoner=scripted(tiny_reasoner, vlm), force=True,
+                               limit=2)
+    assert (forced.computed, forced.reused) == (2, 0)
+    # Another reasoner identity (here: other decoding settings) is a cache miss.
+    other = dataclasses.replace(tiny_config, max_new_tokens=13)
+    changed = evaluate_socioseg(data, other, tmp_path, reasoner=scripted(tiny_reasoner, vlm), limit=1)
+    assert (changed.computed, changed.reused) == (1, 0)
