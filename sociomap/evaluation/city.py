@@ -163,15 +163,19 @@ def run_pixel_m(run: RunLayers, lat: float) -> float:
 def _cut(frame: gpd.GeoDataFrame, crs: str, covered: shapely.Geometry) -> gpd.GeoDataFrame:
     """Features in ``crs`` cut to the covered area (polygon parts only); features left without area go."""
     frame = frame.to_crs(crs)
-    cut = shapely.intersection(shapely.make_valid(frame.geometry.values), covered)
-    keep, geoms = [], []
+    geoms = shapely.make_valid(frame.geometry.values)
+    shapely.prepare(covered)
+    inside = shapely.contains_properly(covered, geoms)  # most features: no cutting needed
+    cut = geoms.copy()
+    cut[~inside] = shapely.intersection(geoms[~inside], covered)
+    keep, kept = [], []
     for i, geom in enumerate(cut):
         parts = [p for p in shapely.get_parts(geom) if shapely.area(p) > 0]  # drop lines/points of the cut
         if parts:
             keep.append(i)
-            geoms.append(parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts))
+            kept.append(parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts))
     out = frame.iloc[keep].reset_index(drop=True)
-    return out.set_geometry(gpd.GeoSeries(geoms, crs=crs))
+    return out.set_geometry(gpd.GeoSeries(kept, crs=crs))
 
 
 def reference_objects(frame: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFrame:
@@ -186,18 +190,18 @@ def reference_objects(frame: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDat
         return gpd.GeoDataFrame({"names": [], "osm_ids": [], "n_features": []}, geometry=[], crs=frame.crs)
     a, b = shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=tolerance_m)
     _, group = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
-    rows = []
-    for g in np.unique(group):
-        members = frame.iloc[np.flatnonzero(group == g)]
-        rows.append({"names": _joined(members, "name"), "osm_ids": _joined(members, "osm_id"),
-                     "n_features": len(members), "geometry": shapely.union_all(members.geometry.values)})
-    return gpd.GeoDataFrame(rows, geometry="geometry", crs=frame.crs)
+    order = np.argsort(group, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(group[order])) + 1)
+    names, ids = (frame[c].to_numpy() if c in frame else np.full(n, None) for c in ("name", "osm_id"))
+    return gpd.GeoDataFrame({
+        "names": [_joined(names[m]) for m in members], "osm_ids": [_joined(ids[m]) for m in members],
+        "n_features": [len(m) for m in members],
+        "geometry": [geoms[m[0]] if len(m) == 1 else shapely.union_all(geoms[m]) for m in members],
+    }, geometry="geometry", crs=frame.crs)
 
 
-def _joined(frame: pd.DataFrame, column: str) -> str:
-    if column not in frame:
-        return ""
-    return ";".join(dict.fromkeys(str(v) for v in frame[column] if isinstance(v, str) and v))
+def _joined(values: np.ndarray) -> str:
+    return ";".join(dict.fromkeys(str(v) for v in values if isinstance(v, str) and v))
 
 
 def object_ious(model: np.ndarray, reference: np.ndarray) -> list[tuple[int, int, float]]:

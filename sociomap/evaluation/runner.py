@@ -19,15 +19,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
 
+from sociomap.errors import InputError
 from sociomap.evaluation.datasets import QueryInfo, Sample
 from sociomap.evaluation.failures import FAILURE_IOU, failure_mode
 from sociomap.evaluation.metrics import IOU_THRESHOLD, MIN_INSTANCE_PX, MaskScore, score_mask
-from sociomap.evaluation.report import write_atomic
+from sociomap.evaluation.report import write_atomic, write_report
+
+if TYPE_CHECKING:  # the reasoning package imports torch; only annotations need it here
+    from sociomap.evaluation.datasets import FolderDataset, ParquetDataset
+    from sociomap.evaluation.gallery import Gallery
+    from sociomap.reasoning import ReasonerConfig, SocioReasoner
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +79,7 @@ class Evaluation:
     reused: int = 0
     seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
+    gallery: Gallery | None = None  # the failure cards kept for failures.html
 
     @property
     def random_weights(self) -> bool:
@@ -149,7 +156,7 @@ def _as_prediction(result: object) -> Prediction:
                       [list(map(float, p)) for p in result.points])
 
 
-def predict(reasoner: object, samples: Sequence[Sample], batch_size: int) -> list[Prediction]:
+def predict(reasoner: SocioReasoner, samples: Sequence[Sample], batch_size: int) -> list[Prediction]:
     """Predictions for samples, in order: grouped by query, ``batch_size`` samples per segment() call."""
     by_query: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
@@ -200,56 +207,74 @@ def _windows(samples: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
         yield chunk
 
 
-def evaluate_socioseg(dataset: object, config: object, out: Path, *, reasoner: object | None = None,
-                      force: bool = False, limit: int | None = None, reporter: Reporter | None = None,
-                      threshold: float = IOU_THRESHOLD, min_instance_px: int = MIN_INSTANCE_PX,
-                      gallery_max: int = 30) -> Evaluation:
-    """Run ``config`` (a ReasonerConfig) on ``dataset`` (``open_dataset``); write masks and report to ``out``.
+@dataclass(frozen=True)
+class _Settings:
+    """What one evaluation is asked to do, besides the data and the model."""
+
+    force: bool
+    limit: int | None
+    threshold: float
+    min_instance_px: int
+    gallery_max: int
+
+
+def evaluate_socioseg(dataset: FolderDataset | ParquetDataset, config: ReasonerConfig, out: Path, *,
+                      reasoner: SocioReasoner | None = None, force: bool = False, limit: int | None = None,
+                      reporter: Reporter | None = None, threshold: float = IOU_THRESHOLD,
+                      min_instance_px: int = MIN_INSTANCE_PX, gallery_max: int = 30) -> Evaluation:
+    """Run ``config`` on ``dataset`` (``open_dataset``); write the masks and the report to ``out``.
 
     ``reasoner``: an already loaded SocioReasoner (else loaded from ``config`` at the first cache miss);
-    ``force``: recompute cached samples; ``limit``: only the first N samples.
+    ``force``: recompute cached samples; ``limit``: only the first N samples. One evaluation writes to an
+    ``out`` at a time (the run lock: RunLockedError, exit 5, otherwise).
     """
-    from sociomap.evaluation.gallery import Gallery
-    from sociomap.evaluation.report import write_report
-    from sociomap.pipeline.cache import identity_digest
-    from sociomap.reasoning import load_reasoner, reasoner_identity
+    from sociomap.pipeline.lock import output_lock
+    from sociomap.reasoning import reasoner_identity
 
     started = time.perf_counter()
-    reporter = reporter or _Silent()
+    identity = reasoner_identity(config)  # before anything is written: bad weights fail here (exit 4)
+    settings = _Settings(force, limit, threshold, min_instance_px, gallery_max)
     out = Path(out)
-    identity = reasoner_identity(config)
+    with output_lock(out / STATE_DIR):
+        evaluation = _evaluate(dataset, config, out, identity, reasoner, settings, reporter or _Silent())
+        evaluation.seconds = time.perf_counter() - started
+        evaluation.outputs = write_report(out, evaluation, evaluation.gallery)
+    return evaluation
+
+
+def _evaluate(dataset: FolderDataset | ParquetDataset, config: ReasonerConfig, out: Path,
+              identity: dict[str, str], reasoner: SocioReasoner | None, settings: _Settings,
+              reporter: Reporter) -> Evaluation:
+    """The sample loop: cache lookups, model calls for the misses, scores, masks, gallery cards."""
+    from sociomap.evaluation.gallery import Gallery
+    from sociomap.pipeline.cache import identity_digest
+    from sociomap.reasoning import load_reasoner
+
     digest = identity_digest(identity)
     store = open_store(out)
-    evaluation = Evaluation(dataset.describe(), dict(identity))
-    gallery = Gallery(gallery_max)
-    total = len(dataset) if limit is None else min(limit, len(dataset))
-    reporter.start(total)
-    samples = dataset if limit is None else islice(dataset, limit)
-    for window in _windows(samples, WINDOW):
+    evaluation = Evaluation(dataset.describe(), dict(identity), gallery=Gallery(settings.gallery_max))
+    limit = settings.limit
+    reporter.start(len(dataset) if limit is None else min(limit, len(dataset)))
+    for window in _windows(dataset if limit is None else islice(dataset, limit), WINDOW):
         keys = [sample_key(s, digest) for s in window]
-        found = [None if force else store.get(k) for k in keys]
+        found = [None if settings.force else store.get(k) for k in keys]
         predictions = [None if e is None else _unpack(e, s.mask.shape[0])
                        for s, e in zip(window, found, strict=True)]
         todo = [i for i, p in enumerate(predictions) if p is None]
         if todo:
-            if reasoner is None:
-                reasoner = load_reasoner(config)
+            reasoner = reasoner or load_reasoner(config)
             fresh = predict(reasoner, [window[i] for i in todo], config.batch_size)
             for i, prediction in zip(todo, fresh, strict=True):
                 store.put(keys[i], *_pack(prediction))
                 predictions[i] = prediction
         for sample, prediction in zip(window, predictions, strict=True):
-            record = score_sample(sample, prediction, threshold, min_instance_px)
+            record = score_sample(sample, prediction, settings.threshold, settings.min_instance_px)
             evaluation.records.append(record)
             write_masks(out, sample.id, prediction)
-            gallery.offer(sample, prediction, record)
+            evaluation.gallery.offer(sample, prediction, record)
         evaluation.computed += len(todo)
         evaluation.reused += len(window) - len(todo)
         reporter.advance(len(window), len(todo), len(window) - len(todo))
     if not evaluation.records:
-        from sociomap.errors import InputError
-
         raise InputError(f"{dataset.describe()}: no samples to evaluate")
-    evaluation.seconds = time.perf_counter() - started
-    evaluation.outputs = write_report(out, evaluation, gallery)
     return evaluation

@@ -78,6 +78,16 @@ def test_bad_data_is_exit_3_with_the_fix(runner, tmp_path, tiny_checkpoint):
     assert not (tmp_path / "o").exists()
 
 
+def test_an_evaluation_in_progress_locks_its_output(runner, folder_data, tiny_checkpoint, tmp_path):
+    from sociomap.pipeline.lock import output_lock
+
+    with output_lock(tmp_path / "o" / ".sociomap"):
+        result = runner.invoke(cli, ["eval", "socioseg", str(folder_data), "--out", str(tmp_path / "o"),
+                                     *tiny_args(tiny_checkpoint)])
+    assert result.exit_code == 5 and "another sociomap run" in result.output
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
 def test_missing_weights_is_exit_4(runner, folder_data, tmp_path):
     result = runner.invoke(cli, ["eval", "socioseg", str(folder_data), "--out", str(tmp_path / "o"),
                                  "--model", "nobody/no-such-model", "--offline"])
