@@ -71,6 +71,17 @@ def test_second_run_reuses_everything_and_parquet_hits_the_same_cache(cli_run, p
     assert a["groups"] == b["groups"]
 
 
+def test_reasoner_options_from_a_toml_config(cli_run, folder_data, tiny_checkpoint, runner, tmp_path):
+    out, _ = cli_run
+    config = tmp_path / "eval.toml"
+    config.write_text(f'[socioseg]\nmodel = "{tiny_checkpoint / "vlm"}"\nsam = "{tiny_checkpoint / "sam2"}"\n'
+                      'greedy = true\nmax-new-tokens = 12\ndevice = "cpu"\noffline = true\nbatch-size = 4\n')
+    args = ["eval", "socioseg", str(folder_data), "--out", str(out), "--config", str(config)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "7 samples (0 computed, 7 cached)" in result.output  # the same reasoner identity as the options
+
+
 def test_bad_data_is_exit_3_with_the_fix(runner, tmp_path, tiny_checkpoint):
     result = runner.invoke(cli, ["eval", "socioseg", str(tmp_path / "missing"), "--out", str(tmp_path / "o"),
                                  *tiny_args(tiny_checkpoint)])
