@@ -279,6 +279,8 @@ class CityEvaluation:
     reference: str
     covered_m2: float
     pixel_m: float
+    threshold: float
+    min_area_m2: float
     scores: list[FunctionScore] = field(default_factory=list)
     missing_reference: list[str] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
@@ -366,7 +368,8 @@ def evaluate_city(run_dir: Path, reference: Path, out: Path, footprint: Path | N
     pixel = run_pixel_m(run, covered.centroid.y)
     if min_area_m2 is None:
         min_area_m2 = float(run.manifest.get("config", {}).get("merge", {}).get("min_area_m2", 0.0))
-    result = CityEvaluation(str(run.set_dir), str(reference), float(covered_m.area), pixel)
+    result = CityEvaluation(str(run.set_dir), str(reference), float(covered_m.area), pixel, threshold,
+                            min_area_m2)
     disagreements = []
     for slug, path in run.layers.items():
         if slug not in references:

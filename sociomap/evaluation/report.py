@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sociomap.evaluation.failures import FAILURE_IOU, MODES
-from sociomap.evaluation.metrics import IOU_THRESHOLD, MIN_INSTANCE_PX, Summary, summarize
+from sociomap.evaluation.metrics import Summary, summarize
 
 TASKS = ("name", "class", "function")
 #: The paper's Table 1, SocioReasoner on the SocioSeg test split: cIoU / gIoU / F1 in %.
@@ -105,7 +105,7 @@ def summary_json(evaluation: object, rows: Sequence[GroupRow]) -> dict:
         "counts": {"samples": len(evaluation.records), "computed": evaluation.computed,
                    "reused": evaluation.reused},
         "seconds": round(evaluation.seconds, 3),
-        "definitions": {"iou_threshold": IOU_THRESHOLD, "min_instance_px": MIN_INSTANCE_PX,
+        "definitions": {"iou_threshold": evaluation.threshold, "min_instance_px": evaluation.min_instance_px,
                         "failure_iou": FAILURE_IOU, "connectivity": 8},
         "groups": [{"by": r.by, "name": r.name, "n": r.n, "stage1": asdict(r.stage1),
                     "stage2": asdict(r.stage2)} for r in rows],
@@ -164,8 +164,8 @@ def summary_markdown(evaluation: object, rows: Sequence[GroupRow]) -> str:
               "cached).", "",
               "Metrics in %, stage 1 (s1, coarse mask) and stage 2 (s2, final mask). "
               "cIoU = total I / total U, gIoU = mean per-sample IoU (1 when both masks are empty), "
-              f"F1 / P / R over instances (8-connected components > {MIN_INSTANCE_PX} px, matched one-to-one "
-              f"at IoU >= {IOU_THRESHOLD}). See docs/evaluation.md.", ""]
+              f"F1 / P / R over instances (8-connected components > {evaluation.min_instance_px} px, matched "
+              f"one-to-one at IoU >= {evaluation.threshold}). See docs/evaluation.md.", ""]
     headline = [r for r in rows if r.by in ("all", "task")]
     lines += _table(headline, "task")
     paper = " · ".join(f"{k} {'/'.join(map(str, v))}" for k, v in PAPER.items())
@@ -219,7 +219,7 @@ def city_markdown(result: object) -> str:
     """The human-readable city report: one row per socio-function, then the confidence tables."""
     lines = [f"# City evaluation: {result.run}", "",
              f"Reference: {result.reference}. Covered area {result.covered_m2 / 1e6:.3f} km²; objects "
-             f"match at IoU >= {IOU_THRESHOLD}, one-to-one; reference features within one run pixel "
+             f"match at IoU >= {result.threshold}, one-to-one; reference features within one run pixel "
              f"({result.pixel_m:.2f} m) are one object. See docs/evaluation.md.", "",
              "| layer | model | reference | area IoU | area P | area R | TP | FP | FN | P | R | F1 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -245,7 +245,7 @@ def city_markdown(result: object) -> str:
 def write_city_report(out: Path, result: object) -> list[Path]:
     """city.{json,md,csv} (+ city_confidence.csv when a layer has a confidence column) in ``out``."""
     data = {"run": result.run, "reference": result.reference, "covered_m2": result.covered_m2,
-            "pixel_m": result.pixel_m, "iou_threshold": IOU_THRESHOLD,
+            "pixel_m": result.pixel_m, "iou_threshold": result.threshold, "min_area_m2": result.min_area_m2,
             "layers": [asdict(s) for s in result.scores], "missing_reference": result.missing_reference}
     paths = [write_atomic(out / "city.json", json.dumps(data, indent=2) + "\n"),
              write_atomic(out / "city.md", city_markdown(result)),

@@ -80,6 +80,8 @@ class Evaluation:
     seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
     gallery: Gallery | None = None  # the failure cards kept for failures.html
+    threshold: float = IOU_THRESHOLD  # instance IoU for a match
+    min_instance_px: int = MIN_INSTANCE_PX  # smaller components are no instances
 
     @property
     def random_weights(self) -> bool:
@@ -252,7 +254,8 @@ def _evaluate(dataset: FolderDataset | ParquetDataset, config: ReasonerConfig, o
 
     digest = identity_digest(identity)
     store = open_store(out)
-    evaluation = Evaluation(dataset.describe(), dict(identity), gallery=Gallery(settings.gallery_max))
+    evaluation = Evaluation(dataset.describe(), dict(identity), gallery=Gallery(settings.gallery_max),
+                            threshold=settings.threshold, min_instance_px=settings.min_instance_px)
     limit = settings.limit
     reporter.start(len(dataset) if limit is None else min(limit, len(dataset)))
     for window in _windows(dataset if limit is None else islice(dataset, limit), WINDOW):

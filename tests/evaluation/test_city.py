@@ -145,6 +145,10 @@ def test_shrunk_features_become_a_false_positive_and_a_miss_each(osm_run, baseli
         wrong = pyogrio.read_dataframe(tmp_path / "out" / "disagreements.gpkg", layer=f"{layer}_model_only")
         assert len(wrong) == k and (wrong["best_iou"] < 0.31).all() and (wrong["best_iou"] > 0).all()
     assert scores["park_and_greenspace"]["tp"] == 6 and scores["park_and_greenspace"]["fp"] == 7
+    # At a looser threshold the shrunk copies (IoU about 0.3) match again.
+    loose = evaluate(runner, copy, ref, tmp_path / "loose", "--iou-threshold", "0.25")
+    assert all(loose[x]["tp"] == base[x]["n_reference"] and loose[x]["fp"] == 0 for x in LAYERS)
+    assert json.loads((tmp_path / "loose" / "city.json").read_text())["iou_threshold"] == 0.25
 
 
 def test_precision_and_recall_per_confidence_bin(osm_run, baseline, tmp_path, runner):
