@@ -206,6 +206,12 @@ def resolve_query(spec: str, taxonomy: Taxonomy | None = None, name: bool = Fals
     return found or Query(text, "name", None)
 
 
+def find_query(text: str, taxonomy: Taxonomy | None = None) -> Query | None:
+    """The socio-function or socio-class a text names, or None (no spelling advice: for texts a dataset gives,
+    not ones a user typed)."""
+    return _lookup(text.strip(), taxonomy or load_taxonomy())
+
+
 def resolve_queries(specs: Iterable[str], taxonomy: Taxonomy | None = None,
                     names: Iterable[str] = ()) -> list[Query]:
     """Resolve several entries (``names``: place names, never taken as classes), dropping exact

@@ -65,13 +65,14 @@ def cli(ctx: click.Context, verbose: int, quiet: int, json_logs: bool) -> None:
 def _register() -> None:
     # Pipeline order, as a user meets them.
     from sociomap.cli.cache import cache
+    from sociomap.cli.eval import eval_group
     from sociomap.cli.export import export
     from sociomap.cli.labels import labels
     from sociomap.cli.model import model
     from sociomap.cli.reasoning import reasoning
     from sociomap.cli.run import run
 
-    for command in (run, labels, export, reasoning, cache, model):
+    for command in (run, labels, export, eval_group, reasoning, cache, model):
         cli.add_command(command)
 
 
