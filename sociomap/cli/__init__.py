@@ -20,7 +20,11 @@ class _SociomapException(click.ClickException):
 
 
 class SociomapGroup(click.Group):
-    """Maps every SociomapError to a one-line message and its exit code, in one place."""
+    """Maps every SociomapError to a one-line message and its exit code, in one place; lists the commands in
+    pipeline order (the order they are registered), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
