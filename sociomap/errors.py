@@ -68,6 +68,10 @@ class ConfigError(InputError):
     """A config file or option combination is invalid."""
 
 
+class DiskFullError(InputError):
+    """The output's disk (or quota) is full; what was published is kept."""
+
+
 class ModelLoadError(SociomapError):
     """Model weights are missing, wrong or cannot be loaded."""
 

@@ -50,6 +50,7 @@ def configure_logging(verbosity: int, json_logs: bool = False) -> None:
     else:
         handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
     logging.basicConfig(level=level, handlers=[handler], force=True, format="%(message)s")
+    logging.captureWarnings(True)  # third-party warnings go through logging too: -q hides them
     for noisy in ("distributed", "rasterio", "fiona", "urllib3", "httpx", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 

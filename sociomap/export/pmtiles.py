@@ -51,11 +51,14 @@ def write_pmtiles(
     names = list(layers)
     layers = {name: frame for name, frame in layers.items() if len(frame)}
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not layers:  # a month with nothing found still gets a valid archive, so cron chains keep working
         logger.warning("%s: no features in any layer; writing an empty archive with layers %s", path.name, names)
         _write_empty(names, path)
         verify_pmtiles(path, names)
         return path
+    # Every temporary file sits beside the target (inside the output set being built), never in /tmp: a
+    # killed export leaves nothing outside the output folder, and the next run removes its staging.
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     binary = tippecanoe_binary()
     if engine == "tippecanoe" and binary is None:
@@ -64,14 +67,15 @@ def write_pmtiles(
     if engine != "python" and binary is not None:
         try:
             _run_tippecanoe(binary, layers, tmp, minzoom, maxzoom)
+            _declare_layers(tmp, names, minzoom, maxzoom)
             done = True
         except ExportError as exc:
             if engine == "tippecanoe":
                 raise
             logger.warning("tippecanoe failed (%s); using the pure-Python PMTiles writer", exc)
     if not done:
-        _write_python(layers, tmp, minzoom, maxzoom)
-    verify_pmtiles(tmp, list(layers))
+        _write_python(layers, tmp, minzoom, maxzoom, names)
+    verify_pmtiles(tmp, names)
     os.replace(tmp, path)
     return path
 
@@ -102,23 +106,49 @@ def verify_pmtiles(path: Path, layers: list[str]) -> dict:
 
 
 def _run_tippecanoe(binary: Path, layers: dict[str, gpd.GeoDataFrame], out: Path, minzoom: int, maxzoom: int) -> None:
-    """One tippecanoe run over FlatGeobuf copies of the layers (tippecanoe reads FGB, not GPKG)."""
-    with tempfile.TemporaryDirectory(prefix="sociomap-tiles-") as scratch:
-        args = [str(binary), "-o", str(out), "-Z", str(minzoom), "-z", str(maxzoom), "--force", "-q",
+    """One tippecanoe run over FlatGeobuf copies of the layers (tippecanoe reads FGB, not GPKG).
+
+    It runs in a scratch folder beside ``out`` with relative file names, so the command line it records in
+    the archive's metadata holds no temporary path and identical inputs give identical bytes.
+    """
+    with tempfile.TemporaryDirectory(prefix=".sociomap-tiles-", dir=out.parent) as scratch:
+        args = [str(binary), "-o", "tiles.pmtiles", "-Z", str(minzoom), "-z", str(maxzoom), "--force", "-q",
                 "--drop-densest-as-needed", "-n", "sociomap"]
         for name, frame in layers.items():
-            fgb = Path(scratch) / f"{name}.fgb"
-            pyogrio.write_dataframe(frame.to_crs("EPSG:4326"), fgb, driver="FlatGeobuf", layer=name)
-            args += ["-L", f"{name}:{fgb}"]
+            pyogrio.write_dataframe(frame.to_crs("EPSG:4326"), Path(scratch) / f"{name}.fgb", driver="FlatGeobuf",
+                                    layer=name)
+            args += ["-L", f"{name}:{name}.fgb"]
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=3600)
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=3600, cwd=scratch)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ExportError(f"tippecanoe did not run: {exc}") from exc
-    if proc.returncode != 0 or not out.exists():
-        raise ExportError(f"tippecanoe exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        if proc.returncode != 0 or not (Path(scratch) / "tiles.pmtiles").exists():
+            raise ExportError(f"tippecanoe exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        os.replace(Path(scratch) / "tiles.pmtiles", out)
 
 
-def _write_python(layers: dict[str, gpd.GeoDataFrame], out: Path, minzoom: int, maxzoom: int) -> None:
+def _declare_layers(path: Path, names: list[str], minzoom: int, maxzoom: int) -> None:
+    """Rewrite a tippecanoe archive's metadata: every layer declared (tippecanoe leaves out empty ones, and
+    map clients style layers from that list) and the recorded command without the binary's location."""
+    with open(path, "rb") as f:
+        reader = Reader(MmapSource(f))
+        header, metadata = reader.header(), reader.metadata()
+        declared = {layer["id"] for layer in metadata.get("vector_layers", [])}
+        metadata["vector_layers"] = metadata.get("vector_layers", []) + [
+            {"id": n, "fields": {}, "minzoom": minzoom, "maxzoom": maxzoom} for n in names if n not in declared]
+        if "generator_options" in metadata:
+            metadata["generator_options"] = "tippecanoe " + metadata["generator_options"].split(" ", 1)[-1]
+        rewritten = path.with_name(path.name + ".meta")
+        with open(rewritten, "wb") as out:
+            writer = Writer(out)
+            for (z, x, y), data in all_tiles(reader.get_bytes):
+                writer.write_tile(zxy_to_tileid(z, x, y), data)
+            writer.finalize(header, metadata)
+    os.replace(rewritten, path)
+
+
+def _write_python(layers: dict[str, gpd.GeoDataFrame], out: Path, minzoom: int, maxzoom: int,
+                  names: list[str]) -> None:
     """Clip, simplify to one MVT unit and encode every tile that any feature touches (shapely STRtree)."""
     layers = {name: frame.to_crs("EPSG:3857") for name, frame in layers.items()}
     index = {name: (shapely.STRtree(f.geometry.values), f.geometry.values,
@@ -146,7 +176,8 @@ def _write_python(layers: dict[str, gpd.GeoDataFrame], out: Path, minzoom: int, 
              "max_lat_e7": e7(north), "center_zoom": minzoom, "center_lon_e7": e7((west + east) / 2),
              "center_lat_e7": e7((south + north) / 2)},
             {"name": "sociomap", "format": "pbf",
-             "vector_layers": [{"id": n, "fields": fields[n], "minzoom": minzoom, "maxzoom": maxzoom} for n in layers]},
+             "vector_layers": [{"id": n, "fields": fields.get(n, {}), "minzoom": minzoom, "maxzoom": maxzoom}
+                               for n in names]},
         )
 
 

@@ -33,6 +33,7 @@ def publish_run(config: object, summary: object, store: object, staging: Path, s
     building = staging / "set"
     building.mkdir()
     start = time.perf_counter()
+    logger.info("stage: merging and writing layers")
     counts = _write_layers(config, summary, store, building)
     summary.seconds["merge"] += time.perf_counter() - start
     _refuse_shrink(before.get("layers", {}), counts, config)
@@ -45,6 +46,8 @@ def publish_run(config: object, summary: object, store: object, staging: Path, s
         summary.layers[slug] = earlier[slug]
         summary.carried[slug] = before.get("carried", {}).get(slug, before.get("run_id", ""))
     wanted_exports = {**before.get("exports", {}), **{fmt: {} for fmt in config.formats}}
+    if wanted_exports:
+        logger.info("stage: exports %s", ", ".join(sorted(wanted_exports)))
     summary.exports = {fmt: write_export(building, fmt, opts) for fmt, opts in sorted(wanted_exports.items())}
     summary.seconds["write"] += time.perf_counter() - start
     summary.set_id = summary.run_id
@@ -113,7 +116,9 @@ def _finalize(out: Path, building: Path, summary: object, config: object, starte
                      "exports": {fmt: entry["files"] for fmt, entry in summary.exports.items()}}
     summary.outputs = [str(out / p.name) for p in sorted(building.iterdir())] + [str(out / MANIFEST)]
     write_json_atomic(building / MANIFEST, build_manifest("ok", summary, config, input_fingerprints(config), started))
+    logger.info("stage: publishing set %s", summary.set_id)
     publish_set(out, building, summary.set_id)
+    logger.info("stage: published %s", out / "current")
     prune_sets(out)
 
 
@@ -152,6 +157,7 @@ def export_published(out: Path, fmt: str, **options: object) -> Path:
         for path in current.iterdir():
             if path.is_file() and path.name != MANIFEST and path.name not in old_files:
                 link_or_copy(path, building / path.name)
+        logger.info("stage: exporting %s into a new set", fmt)
         entry = write_export(building, fmt, options)
         manifest.setdefault("exports", {})[fmt] = entry
         manifest.setdefault("files", {}).setdefault("exports", {})[fmt] = entry["files"]

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from sociomap.errors import (ConfigError, MapSourceError, ModelLoadError, MosaicError, OSMError, SociomapError,
-                             TilesFailedError)
+from sociomap.errors import (ConfigError, DiskFullError, MapSourceError, ModelLoadError, MosaicError, OSMError,
+                             SociomapError, TilesFailedError)
 from sociomap.maps.base import MapSource, open_map_source
+from sociomap.pipeline.checks import check_run_inputs, is_disk_full
 from sociomap.pipeline.cache import CACHE_NAME, ResultCache, identity_digest, memo_key, pieces_key
 from sociomap.pipeline.executor import ExecutorConfig, open_executor
 from sociomap.pipeline.identity import inputs_fingerprint, query_digest, vectorize_digest
@@ -226,6 +227,7 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
     reporter = reporter or _Silent()
     config = absolute_paths(config)
     _check(config)
+    check_run_inputs(config)
     queries = resolve_queries(config.classes, names=config.names)
     mosaic = Mosaic(config.image, config.tiling.bands, config.tiling.rescale, config.tiling.resampling,
                     config.tiling.nodata)
@@ -246,15 +248,20 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
         cache.begin_run(summary.run_id)
         status = "failed"
         try:
-            _execute(config, queries, mosaic, summary, cache, staging, reporter)
+            try:
+                _execute(config, queries, mosaic, summary, cache, staging, reporter)
+            except Exception as exc:
+                if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+                    raise DiskFullError(f"{out}: the disk is full ({exc}); the published layers were kept; free "
+                                        f"space (e.g. `sociomap cache gc {out}`) or use another --out") from None
+                raise
             status = "ok"
         except SociomapError as exc:
             status = "refused" if exc.exit_code == 7 else "failed"
             summary.error = str(exc)
             raise
         finally:
-            cache.end_run(status)
-            cache.close()
+            _close(cache, status)
             if status != "ok":
                 _write_failure(config, summary, started, status)
             shutil.rmtree(staging, ignore_errors=True)
@@ -270,6 +277,8 @@ def _execute(config: RunConfig, queries: list[Query], mosaic: Mosaic, summary: R
     started = time.time()
     bounds = cover_bounds(mosaic.geographic_bounds(), config.tiling.zoom)
     index = _osm_index(config, bounds)
+    if index is not None:
+        logger.info("stage: OSM index ready (%s)", index.name)
     map_source = _map_source(config, bounds, index)
     spec = _segmenter_spec(config, bounds, index)
     needs_model = spec.kind == "socioreasoner"
@@ -282,10 +291,12 @@ def _execute(config: RunConfig, queries: list[Query], mosaic: Mosaic, summary: R
         summary.identity = (executor.call_on_model_worker(segmenter_identity, spec) if needs_model
                             else segmenter_identity(spec))
         summary.seconds["identity"] += time.perf_counter() - start
+        logger.info("stage: segmenter identity resolved on %s", executor.name)
         uses_map = map_source if needs_map(spec) else None
         keys = Keys(identity_digest(summary.identity), tuple(query_digest(q, spec.kind == "osm") for q in queries),
                     inputs_fingerprint(mosaic, uses_map, config.tiling.tile_size), vectorize_digest(config.merge))
         summary.tiles_total = mosaic.count_tiles(config.tiling.zoom)
+        logger.info("stage: tiles: %d candidate tiles x %d queries", summary.tiles_total, len(queries))
         reporter.start(summary.tiles_total, queries)
         provenance = {"run_id": summary.run_id,
                       "model": summary.identity.get("model", f"osm:{Path(config.osm).name}" if config.osm else "")}
@@ -315,6 +326,15 @@ def _guard_inputs(config: RunConfig, summary: RunSummary, tally: Tally, mosaic: 
         source = config.map or config.osm
         raise MapSourceError(f"{source}: its map is blank on all {tally.data_tiles} tiles of the mosaic (it does "
                              "not cover the mosaic's area); the published layers were kept; pass the map of this area")
+
+
+def _close(cache: ResultCache, status: str) -> None:
+    """Record how the run ended and close the cache; a full or failing disk must not hide the run's own error."""
+    try:
+        cache.end_run(status)
+        cache.close()
+    except Exception as exc:  # sqlite3 errors, OSError: logged, the original outcome stands
+        logger.error("could not record the run's end in the cache: %s", exc)
 
 
 def _write_failure(config: RunConfig, summary: RunSummary, started: float, status: str) -> None:

@@ -54,3 +54,21 @@ def test_empty_layers_still_give_a_valid_archive(tmp_path, layers):
     summary = verify_pmtiles(path, list(empty))
     assert summary["layers"] == sorted(empty) and summary["tiles"] == 1
     assert features_at(path, 24.9412, 60.1704, 0) == {}
+
+
+@pytest.mark.parametrize("engine", ["tippecanoe", "python"])
+def test_an_empty_layer_beside_full_ones_is_declared(tmp_path, layers, engine):
+    with_empty = {**layers, "medical": layers["educational"].iloc[:0]}
+    path = write_pmtiles(with_empty, tmp_path / "out.pmtiles", 12, 14, engine=engine)
+    assert verify_pmtiles(path, list(with_empty))["layers"] == sorted(with_empty)
+    with open(path, "rb") as f:
+        options = Reader(MmapSource(f)).metadata().get("generator_options", "")
+    assert "/" not in options, f"a path is recorded in the archive: {options}"
+
+
+@pytest.mark.parametrize("engine", ["tippecanoe", "python"])
+def test_identical_inputs_give_identical_bytes(tmp_path, layers, engine):
+    first = write_pmtiles(layers, tmp_path / "a" / "x.pmtiles", 12, 14, engine=engine)
+    second = write_pmtiles(layers, tmp_path / "b" / "x.pmtiles", 12, 14, engine=engine)
+    assert first.read_bytes() == second.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x.pmtiles"]  # no scratch left beside it

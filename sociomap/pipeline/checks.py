@@ -1,0 +1,116 @@
+"""sociomap.pipeline.checks: what can be checked about a run before any heavy work, in seconds.
+
+No torch import, no cluster start, no lock, nothing created on disk: each problem is one line naming the
+file or option and what to do (ConfigError / InputError, exit 3). ``check_run_inputs`` runs first in
+``pipeline.run``; the CLI reaches it before it imports the model stack.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from sociomap.errors import ConfigError, InputError, MapSourceError, MosaicError, OSMError
+
+#: Errors that mean the disk (or the user's quota) is full, whatever layer raised them.
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_FULL_MESSAGES = ("no space left on device", "database or disk is full", "disk quota exceeded")
+
+
+def _utf8(path: str | Path, what: str, error: type[InputError]) -> None:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"{os.fsdecode(os.fsencode(str(path)))!r}: the {what} name is not valid UTF-8 (GDAL and "
+                    "SQLite need UTF-8 names); rename it") from None
+
+
+def check_input_file(path: str | Path | None, what: str, error: type[InputError], folder_ok: bool = False) -> None:
+    """A local input exists, is a file (or a folder where allowed), can be read, and has a UTF-8 name."""
+    from sociomap.tiling.paths import is_remote
+
+    if path is None or is_remote(path):
+        return
+    _utf8(path, what, error)
+    p = Path(path)
+    if not p.exists():
+        raise error(f"{p}: no such file; pass the path of your {what}")
+    if p.is_dir() and not folder_ok:
+        raise error(f"{p}: is a folder; pass the {what} file itself")
+    if not os.access(p, os.R_OK):
+        raise error(f"{p}: cannot be read (permissions); make the {what} readable by this user")
+
+
+def check_output_folder(out: Path) -> None:
+    """OUT is a folder (or can be created) in a writable place, with a UTF-8 name; probes leave nothing."""
+    _utf8(out, "output folder", InputError)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; pass --out a folder (it is created if missing)")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        probe = tempfile.mkdtemp(prefix=".sociomap-probe-", dir=existing)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write in {existing} ({exc.strerror or exc}); choose a writable --out") from None
+    os.rmdir(probe)
+
+
+def check_memory_limit(value: str) -> None:
+    """``auto``, a fraction of the machine (0.5) or a size (12GiB), as Dask takes it."""
+    from dask.utils import parse_bytes
+
+    if value == "auto":
+        return
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is not None and 0 < number <= 1:
+        return
+    try:
+        if parse_bytes(value) > 0:
+            return
+    except ValueError:
+        pass
+    raise ConfigError(f"--memory-limit {value!r}: give auto, a share of the machine's memory (0.5) or a size "
+                      "(e.g. 12GiB)")
+
+
+def check_scheduler(address: str | None) -> None:
+    """A scheduler file that exists, or an address Dask can dial (tcp://host:port, tls://..., host:port)."""
+    if address is None:
+        return
+    if os.path.exists(address):
+        if not os.path.isfile(address):
+            raise ConfigError(f"--scheduler {address}: is a folder; pass a scheduler file or tcp://host:8786")
+        return
+    scheme, sep, rest = address.partition("://")
+    if sep and scheme in ("tcp", "tls", "ws", "wss", "ucx", "inproc") and rest:
+        return
+    host, sep, port = address.rpartition(":")
+    if sep and host and port.isdigit():
+        return
+    raise ConfigError(f"--scheduler {address!r}: not a scheduler file nor an address; pass tcp://host:8786 or "
+                      "the scheduler file (dask scheduler --scheduler-file FILE)")
+
+
+def check_run_inputs(config: object) -> None:
+    """Everything about a RunConfig that can be known before the lock, the cluster or the model."""
+    check_input_file(config.image, "satellite mosaic (GeoTIFF/COG)", MosaicError)
+    check_input_file(config.map, "map raster or tile archive", MapSourceError, folder_ok=True)
+    check_input_file(config.osm, "OpenStreetMap extract (.osm.pbf)", OSMError)
+    if not config.dry_run:
+        check_output_folder(Path(config.out))
+    check_memory_limit(config.executor.memory_limit)
+    check_scheduler(config.executor.scheduler)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` (an OSError, an SQLite error, a GDAL error wrapped by pyogrio, ...) says the disk is full."""
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    return any(m in str(exc).lower() for m in _FULL_MESSAGES)
