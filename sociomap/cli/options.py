@@ -99,7 +99,7 @@ classes_opt = click.option(
     "--classes", "-c", type=CommaList(), help="Socio-functions, class words or place names, comma-separated "
     "(e.g. park,school,'Kaivopuisto=park and greenspace').",
 )
-out_opt = click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+out_opt = click.option("--out", "-o", type=click.Path(path_type=Path),
                        help="Output directory (one GeoPackage per socio-function).")
 crs_opt = click.option("--crs", default="EPSG:4326", show_default=True, help="CRS of the output layers.")
 format_opt = click.option("--format", "formats", type=click.Choice(["geojson", "fgb"]), multiple=True,

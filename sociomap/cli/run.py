@@ -14,14 +14,14 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
 
 @click.command(short_help="Segment a city mosaic into socio-function layers.")
 @options.config_opt
-@click.argument("image", required=False, type=click.Path(dir_okay=False))
+@click.argument("image", required=False)  # a path or URL; checked by the library (exit 3, one line)
 @options.classes_opt
 @click.option("--name", "names", multiple=True, help="A place name to find (repeatable); never read as a class.")
 @options.out_opt
 @click.option("--map", "map_path", type=click.Path(),
               help="Map for every tile: a georeferenced map raster (any CRS; a path or an https:// / s3:// URL), "
                    "an XYZ tile folder, .mbtiles or .pmtiles.")
-@click.option("--osm", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--osm", type=click.Path(path_type=Path),
               help="OpenStreetMap file (.osm.pbf/.osm/.osm.bz2): maps are rendered from it.")
 @click.option("--map-language", help="Prefer OSM name:xx labels in this language (e.g. en, fi, zh).")
 @click.option("--map-style", type=click.Choice(["socioseg", "carto"]), default="socioseg", show_default=True,

@@ -8,7 +8,9 @@ file or option and what to do (ConfigError / InputError, exit 3). ``check_run_in
 from __future__ import annotations
 
 import errno
+import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -81,21 +83,55 @@ def check_memory_limit(value: str) -> None:
 
 
 def check_scheduler(address: str | None) -> None:
-    """A scheduler file that exists, or an address Dask can dial (tcp://host:port, tls://..., host:port)."""
+    """A scheduler file that exists, or an address Dask can dial (tcp://host:port, tls://..., host:port), and,
+    for TCP, something listening there (a refused connection says so in a second, not after 30)."""
     if address is None:
         return
+    given = address
     if os.path.exists(address):
         if not os.path.isfile(address):
             raise ConfigError(f"--scheduler {address}: is a folder; pass a scheduler file or tcp://host:8786")
-        return
+        try:
+            address = json.loads(Path(address).read_text())["address"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(f"--scheduler {given}: not a Dask scheduler file (no address in it); pass the file "
+                              "`dask scheduler --scheduler-file FILE` wrote, or tcp://host:8786") from None
     scheme, sep, rest = address.partition("://")
-    if sep and scheme in ("tcp", "tls", "ws", "wss", "ucx", "inproc") and rest:
-        return
-    host, sep, port = address.rpartition(":")
-    if sep and host and port.isdigit():
-        return
-    raise ConfigError(f"--scheduler {address!r}: not a scheduler file nor an address; pass tcp://host:8786 or "
-                      "the scheduler file (dask scheduler --scheduler-file FILE)")
+    if not sep:
+        scheme, rest = "tcp", address
+    host, colon, port = rest.rpartition(":")
+    if scheme not in ("tcp", "tls", "ws", "wss", "ucx", "inproc") or (scheme != "inproc" and not (
+            colon and host and port.isdigit())):
+        raise ConfigError(f"--scheduler {given!r}: not a scheduler file nor an address; pass tcp://host:8786 or "
+                          "the scheduler file (dask scheduler --scheduler-file FILE)")
+    if scheme in ("tcp", "tls"):
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+        except OSError as exc:
+            raise ConfigError(f"--scheduler {given}: cannot connect to {host}:{port} ({exc.strerror or exc}); is "
+                              "the scheduler running?") from None
+
+
+def check_weights(reasoner: object, on_this_machine: bool) -> None:
+    """Model folders given as paths exist; with --offline, hub models are in this machine's cache (when the
+    model runs here). Checked before the lock; the full resolution happens where the model runs."""
+    from sociomap.reasoning.weights import looks_like_path, resolve_weights
+
+    for spec, revision in ((reasoner.model, reasoner.revision), (reasoner.sam, reasoner.sam_revision)):
+        if looks_like_path(spec) and not Path(spec).expanduser().exists():
+            resolve_weights(spec, revision, offline=True)  # raises the one-line ModelLoadError with the fix
+        elif not looks_like_path(spec) and not Path(spec).exists() and on_this_machine and reasoner.offline:
+            resolve_weights(spec, revision, offline=True)  # a cache lookup, no download, no hashing
+
+
+def check_workers(workers: int | None, scheduler: str | None) -> None:
+    """Local worker processes are bounded by this machine's cores (a cluster is for more)."""
+    from sociomap.pipeline.executor import machine_cores
+
+    cores = machine_cores()
+    if scheduler is None and workers is not None and workers > cores:
+        raise ConfigError(f"--workers {workers}: this machine has {cores} cores; use at most {cores}, or "
+                          "--scheduler to run on a cluster")
 
 
 def check_run_inputs(config: object) -> None:
@@ -107,6 +143,9 @@ def check_run_inputs(config: object) -> None:
         check_output_folder(Path(config.out))
     check_memory_limit(config.executor.memory_limit)
     check_scheduler(config.executor.scheduler)
+    check_workers(config.executor.workers, config.executor.scheduler)
+    if config.reasoner_kind == "socioreasoner" and config.reasoner is not None:
+        check_weights(config.reasoner, on_this_machine=config.executor.scheduler is None)
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -266,11 +266,11 @@ def local_layout(config: ExecutorConfig, needs_model: bool, model_on_gpu: bool) 
     workers on the remaining cores. A CPU model: one worker with two threads (one reads the next tiles while
     the other runs the model, which uses every core itself). The OSM baseline: one worker per core.
     """
+    from sociomap.pipeline.checks import check_workers
+
     cores = machine_cores()
     gpus = (config.gpus if config.gpus is not None else gpu_count()) if needs_model and model_on_gpu else 0
-    if config.workers is not None and config.workers > cores:
-        raise ConfigError(f"--workers {config.workers}: this machine has {cores} cores; use at most {cores}, or "
-                          "--scheduler to run on a cluster")
+    check_workers(config.workers, config.scheduler)
     if gpus:
         cpu_workers = config.workers or max(cores - gpus, 1)
         return ([WorkerSpec(f"gpu-{i}", 1, {GPU_RESOURCE: 1}, {"CUDA_VISIBLE_DEVICES": str(i)}) for i in range(gpus)]

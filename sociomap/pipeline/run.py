@@ -234,39 +234,52 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
     mosaic.check_zoom(config.tiling.zoom, config.tiling.tile_size)
     if config.osm is not None:
         _check_osm_covers(Path(config.osm), mosaic.geographic_bounds())
+    if config.map is not None:  # opened once here to refuse a bad or non-overlapping map before the lock
+        _map_source(config, cover_bounds(mosaic.geographic_bounds(), config.tiling.zoom))
     if config.dry_run:
         return dry_run(config, queries, mosaic)
     out = Path(config.out)
     check_user_files(out, _layer_files(queries), config.overwrite)
     summary = RunSummary(new_run_id(), queries)
+    try:
+        _locked_run(config, queries, mosaic, summary, reporter)
+    except Exception as exc:
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(f"{out}: the disk is full ({exc}); the published layers were kept; free space "
+                                f"(e.g. `sociomap cache gc {out}`) or use another --out") from None
+        raise
+    finally:
+        mosaic.close()
+    return summary
+
+
+def _locked_run(config: RunConfig, queries: list[Query], mosaic: Mosaic, summary: RunSummary,
+                reporter: Reporter) -> None:
+    """Under the output lock: tidy up after killed runs, run, record how it ended (failed-<run_id>.json)."""
+    out = Path(config.out)
     started = time.time()
     state = state_dir(out)
     with output_lock(state):
         remove_leftovers(out)
         staging = staging_dir(out, f"run-{summary.run_id}")
         cache = ResultCache(state / CACHE_NAME)
-        cache.begin_run(summary.run_id)
         status = "failed"
         try:
-            try:
-                _execute(config, queries, mosaic, summary, cache, staging, reporter)
-            except Exception as exc:
-                if is_disk_full(exc) and not isinstance(exc, DiskFullError):
-                    raise DiskFullError(f"{out}: the disk is full ({exc}); the published layers were kept; free "
-                                        f"space (e.g. `sociomap cache gc {out}`) or use another --out") from None
-                raise
+            cache.begin_run(summary.run_id)
+            _execute(config, queries, mosaic, summary, cache, staging, reporter)
             status = "ok"
         except SociomapError as exc:
             status = "refused" if exc.exit_code == 7 else "failed"
             summary.error = str(exc)
+            raise
+        except Exception as exc:
+            summary.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
             _close(cache, status)
             if status != "ok":
                 _write_failure(config, summary, started, status)
             shutil.rmtree(staging, ignore_errors=True)
-            mosaic.close()
-    return summary
 
 
 def _execute(config: RunConfig, queries: list[Query], mosaic: Mosaic, summary: RunSummary, cache: ResultCache,

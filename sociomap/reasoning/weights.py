@@ -31,12 +31,17 @@ def how_to_get(spec: str) -> str:
     return f"run `sociomap model pull {spec}` (needs network) or pass a local folder, e.g. --model /path/to/folder"
 
 
+def looks_like_path(spec: str) -> bool:
+    """A local path rather than a hub id (``owner/name``)."""
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1
+
+
 def resolve_weights(spec: str, revision: str | None = None, offline: bool = False) -> Weights:
     """Local path as is, else the hub snapshot (downloaded unless offline); ModelLoadError when unavailable."""
     local = Path(spec).expanduser()
     if local.exists():
         return Weights(spec=spec, path=local, revision="sha256:" + tree_sha256(local.resolve()))
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+    if looks_like_path(spec):
         raise ModelLoadError(f"model path {spec!r} does not exist: {how_to_get(spec)}")
     from huggingface_hub import snapshot_download
 
