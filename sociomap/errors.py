@@ -36,6 +36,10 @@ class ConfigError(InputError):
     """A config file or option combination is invalid."""
 
 
+class ServeError(InputError):
+    """The viewer cannot listen on the requested address (port taken or not allowed)."""
+
+
 class ModelLoadError(SociomapError):
     """Model weights are missing, wrong or cannot be loaded."""
 

@@ -69,8 +69,9 @@ def _register() -> None:
     from sociomap.cli.model import model
     from sociomap.cli.reasoning import reasoning
     from sociomap.cli.run import run
+    from sociomap.cli.view import view
 
-    for command in (run, labels, export, reasoning, model):
+    for command in (run, labels, export, view, reasoning, model):
         cli.add_command(command)
 
 
