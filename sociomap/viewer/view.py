@@ -7,6 +7,7 @@ baseline and ``sociomap labels`` folders are all viewable; the view says plainly
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,6 +25,13 @@ VECTOR_ARCHIVE = "sociomap.pmtiles"  # written by `sociomap export --format pmti
 IMAGERY_ARCHIVE = "imagery.pmtiles"  # written by sociomap.viewer.tiles.write_imagery_tiles
 BASEMAP_ARCHIVE = "basemap.pmtiles"  # written by sociomap.viewer.tiles.write_basemap_tiles
 _COMBINED = "sociomap.gpkg"
+
+
+@functools.cache
+def _read_only_gdal() -> None:
+    """Keep GDAL from writing ``.aux.xml`` sidecars beside GeoPackages it only reads (GDAL 3.12 does so
+    for a GeoPackage with dataset metadata, e.g. `sociomap labels` output): a viewer never writes into a set."""
+    pyogrio.set_gdal_config_options({"GDAL_PAM_ENABLED": "NO"})
 
 
 def published_set(out: Path) -> Path:
@@ -130,6 +138,7 @@ def open_run(
     ``image`` / ``map_path`` / ``osm`` name the satellite mosaic and the map when the folder does not
     record them (``sociomap labels`` output) or to override what ``run.json`` recorded.
     """
+    _read_only_gdal()
     out = Path(out)
     if not out.is_dir():
         raise InputError(
@@ -420,6 +429,7 @@ def _vector_archive(set_dir: Path, layers: tuple[Layer, ...], notes: list[str]) 
 
 def read_features(layer: Layer):  # noqa: ANN201 - geopandas.GeoDataFrame, imported lazily
     """A layer's features as a GeoDataFrame in EPSG:4326."""
+    _read_only_gdal()
     frame = pyogrio.read_dataframe(layer.path, layer=layer.slug)
     return frame.to_crs("EPSG:4326") if frame.crs is not None and frame.crs.to_epsg() != 4326 else frame
 

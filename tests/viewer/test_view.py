@@ -88,3 +88,24 @@ def test_missing_recorded_imagery_is_a_note_not_an_error(baseline_run, tmp_path)
 def test_folder_without_layers_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no GeoPackage layers"):
         open_run(tmp_path)
+
+
+def test_viewing_writes_nothing_into_the_set(tmp_path):
+    """Open, serve, picture and page a labels folder: its files stay exactly as they were."""
+    import urllib.request
+
+    from sociomap.pipeline.labels import write_labels
+    from sociomap.viewer.html import write_html
+    from sociomap.viewer.pictures import write_pictures
+    from tests.viewer.conftest import serving
+
+    out = tmp_path / "labels"
+    write_labels(HELSINKI_PBF, ("park", "school"), out)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    view = open_run(out, osm=str(HELSINKI_PBF))
+    with serving(view) as server:
+        for path in ("", "layers/park_and_greenspace.geojson", "layers/educational.geojson"):
+            urllib.request.urlopen(server.url + path, timeout=30).read()
+    write_pictures(tmp_path / "elsewhere", view, width=300, thumb_width=100)
+    write_html(view, tmp_path / "elsewhere" / "page.html", max_px=256)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # no .aux.xml, nothing touched
