@@ -29,8 +29,8 @@ _COMBINED = "sociomap.gpkg"
 
 @functools.cache
 def _read_only_gdal() -> None:
-    """Keep GDAL from writing ``.aux.xml`` sidecars beside GeoPackages it only reads (GDAL 3.12 does so
-    for a GeoPackage with dataset metadata, e.g. `sociomap labels` output): a viewer never writes into a set."""
+    """Keep GDAL from writing ``.aux.xml`` sidecars beside GeoPackages it only reads (GDAL 3.12 does
+    so for one with dataset metadata, e.g. `sociomap labels` output): a viewer never writes into a set."""
     pyogrio.set_gdal_config_options({"GDAL_PAM_ENABLED": "NO"})
 
 
