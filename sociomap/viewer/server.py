@@ -39,7 +39,6 @@ from sociomap.viewer.view import RunView
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8765
 HOST = "127.0.0.1"
 _TILE_PATH = re.compile(r"^/tiles/(imagery|map)/(\d{1,2})/(\d+)/(\d+)\.(webp|png)$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -265,29 +264,34 @@ class ViewerServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, app: ViewerApp, port: int) -> None:
+    def __init__(self, app: ViewerApp, port: int, host: str = HOST) -> None:
         self.app = app
         try:
-            super().__init__((HOST, port), Handler)
+            super().__init__((host, port), Handler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ServeError(
-                    f"port {port} on {HOST} is in use (another viewer?); pass --port N for another "
+                    f"port {port} on {host} is in use (another viewer?); pass --port N for another "
                     "port or --port 0 for a free one"
                 ) from exc
             raise ServeError(
-                f"cannot listen on {HOST}:{port} ({exc}); pass --port 0 for a free port"
+                f"cannot listen on {host}:{port} ({exc}); pass --port 0 for a free port"
             ) from exc
 
     @property
     def url(self) -> str:
         """http://127.0.0.1:<port>/"""
-        return f"http://{HOST}:{self.server_address[1]}/"
+        host = self.server_address[0]
+        return f"http://{HOST if host == '0.0.0.0' else host}:{self.server_address[1]}/"
 
 
-def make_server(view: RunView, port: int = DEFAULT_PORT) -> ViewerServer:
-    """A server for ``view`` on 127.0.0.1:``port`` (0: a free port), not yet serving.
+def make_server(view: RunView, port: int, host: str = HOST) -> ViewerServer:
+    """A server for ``view`` on ``host``:``port`` (0: a free port), not yet serving.
+
+    ``host`` stays 127.0.0.1 unless the page must be reached from elsewhere (``0.0.0.0`` in a container).
 
     Call ``serve_forever()`` (blocking) or run it in a thread; ``shutdown()`` then ``server_close()``.
     """
-    return ViewerServer(ViewerApp(view), port)
+    if host not in (HOST, "localhost", "::1"):
+        logger.warning("Serving on %s: anyone who can reach this machine can read these layers", host)
+    return ViewerServer(ViewerApp(view), port, host)

@@ -68,3 +68,13 @@ def test_taken_port_is_exit_3_with_the_fix(runner, baseline_run):
 def test_folder_without_layers_is_exit_3(runner, tmp_path):
     result = runner.invoke(cli, ["view", str(tmp_path)])
     assert result.exit_code == 3 and "no GeoPackage layers" in result.output
+
+
+def test_help_imports_no_heavy_stack():
+    code = ("import sys; from sociomap.cli import cli\n"
+            "try:\n    cli(['view', '--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'geopandas', 'pyogrio', 'sociomap.viewer') if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "--port" in proc.stdout and "--html" in proc.stdout and "8765" in proc.stdout
