@@ -223,7 +223,7 @@ def write_pictures(set_dir: Path, view: RunView, width: int = 1600, thumb_width:
     canvas = compose_background(reader, frame, width)
     features = [(layer, read_features(layer)) for layer in view.layers]
     overview = draw_layers(canvas, features, line_px=2.0)
-    scale = width / 1600 * 1.3
+    scale = max(1.0, width / 1600 * 1.3)  # legend text stays readable on small pictures
     _legend(overview, view, list(view.layers), scale, credits)
     _scale_bar(overview, canvas, scale)
     written = [write_bytes_atomic(folder / OVERVIEW, _png(overview))]

@@ -163,6 +163,7 @@ def test_helsinki_labels_over_the_rendered_map(browser, helsinki_labels, tmp_pat
         click_at_center(browser)
         popup = wait_for(browser, "#sociomap-popup .feature")
         assert "Name" in popup.text and "OSM id" in popup.text
+        assert "Crosses a seam" not in popup.text  # labels are not tiled: no tile rows
         settle(browser)
         screenshot(browser, tmp_path, "viewer-helsinki.png")
         check_only_local_requests(browser, server.url.rstrip("/"))

@@ -130,11 +130,15 @@
     ["run_id", "Run", String],
   ];
 
+  const TILE_FIELDS = new Set(["n_tiles", "tiles", "crosses_seam"]);
+
   function featureSection(feature, layer) {
     const props = feature.properties || {};
     const rows = el("table", {});
+    const untiled = Number(props.n_tiles) === 0;  // OSM labels: tiles and seams do not apply
     for (const [key, label, format] of ROWS) {
       if (props[key] === undefined || props[key] === null || props[key] === "") continue;
+      if (untiled && TILE_FIELDS.has(key)) continue;
       const text = format(props[key]);
       if (text === null) continue;
       rows.append(el("tr", { "data-field": key }, el("th", {}, label), el("td", {}, text)));
