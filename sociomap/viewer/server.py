@@ -85,8 +85,8 @@ class ViewerApp:
         from sociomap.viewer.tiles import IMAGERY_FORMAT, MAP_FORMAT, background_zooms
 
         out = {}
-        for role, (background, reader) in self.live.items():
-            low, high = background_zooms(background, reader.reader, self.view.bounds)
+        for role, (_, reader) in self.live.items():
+            low, high = background_zooms(reader.reader, self.view.bounds)
             out[role] = {
                 "minzoom": low,
                 "maxzoom": high,
@@ -100,7 +100,8 @@ class ViewerApp:
             self.stats[key] += 1
 
     def _tile(self, role: str, z: int, x: int, y: int) -> bytes:
-        """A live tile; transparent, without reading, above the source's zooms or outside the frame."""
+        """A live tile; transparent, without a read, coarser than the source's lowest zoom or outside
+        the frame (a zoomed-out mosaic without overviews would be read whole)."""
         fmt = self.live_info[role]["format"]
         tile = mercantile.Tile(x, y, z)
         west, south, east, north = self.view.bounds

@@ -128,13 +128,8 @@ def open_background(background: object) -> TileReader:
     return MapTiles(open_map_source(background.source, **background.options))
 
 
-def background_zooms(
-    background: object, reader: TileReader, bounds: tuple[float, float, float, float]
-) -> tuple[int, int]:
-    """(minzoom, maxzoom) at which a background has tiles worth requesting."""
-    if background.archive is not None:
-        info = archive_info(background.archive)
-        return info["min_zoom"], info["max_zoom"]
+def background_zooms(reader: TileReader, bounds: tuple[float, float, float, float]) -> tuple[int, int]:
+    """(minzoom, maxzoom) at which a live background has tiles worth requesting."""
     if isinstance(reader, MosaicTiles):
         low, high = reader.zoom_range()
         return min(low, fit_zoom(bounds)), high

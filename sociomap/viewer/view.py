@@ -165,13 +165,14 @@ def open_run(
     ):
         basemap = Background(**{**basemap.__dict__, "options": {**basemap.options, "bounds_wgs84": bounds}})
     backgrounds = tuple(b for b in (imagery, basemap) if b is not None)
-    if imagery is None:
-        notes.append("No satellite imagery for this area: the layers are drawn over the map.")
+    if imagery is None and not (image or ((manifest or {}).get("config") or {}).get("image")):
+        notes.append("No satellite imagery for this area: the layers are drawn over the map."
+                     if basemap else "No satellite imagery or map for this area: the layers are drawn alone.")
     return RunView(
         out=out,
         set_dir=set_dir,
         kind=kind,
-        title=_title(set_dir, out, kind),
+        title=_title(out, kind),
         random_weights=random_weights,
         description=_describe(kind, random_weights, manifest, layers),
         layers=layers,
@@ -304,7 +305,7 @@ def _describe(kind: str, random_weights: bool, manifest: dict | None, layers: tu
     return f"SocioReasoner run, model {Path(model).name or 'unknown'}{checkpoint}: {total}."
 
 
-def _title(set_dir: Path, out: Path, kind: str) -> str:
+def _title(out: Path, kind: str) -> str:
     names = {"labels": "OSM reference layers", "osm-baseline": "OSM baseline run", "model": "sociomap run"}
     return f"{names[kind]}: {out.resolve().name}"
 
