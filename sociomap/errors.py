@@ -72,6 +72,10 @@ class DiskFullError(InputError):
     """The output's disk (or quota) is full; what was published is kept."""
 
 
+class ServeError(InputError):
+    """The viewer cannot listen on the requested address (port taken or not allowed)."""
+
+
 class ModelLoadError(SociomapError):
     """Model weights are missing, wrong or cannot be loaded."""
 

@@ -32,6 +32,8 @@ def test_osm_baseline_on_a_local_dask_cluster(utm_mosaic, tmp_path):
         assert info["features"] == manifest["layers"][layer] > 0
     parks = pyogrio.read_dataframe(out / "park_and_greenspace.gpkg")
     assert (parks["n_tiles"] >= 2).any(), "a park spanning two tiles must come out as one feature"
+    assert (out / "pictures" / "overview.png").is_file(), "a run pictures its layers by default"
+    assert "pictures/overview.png" in manifest["exports"]["pictures"]["files"]
     schools = pyogrio.read_dataframe(out / "educational.gpkg")
     assert manifest["counts"]["seam_features"] == int(parks["crosses_seam"].sum() + schools["crosses_seam"].sum())
 

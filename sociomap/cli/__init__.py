@@ -76,8 +76,9 @@ def _register() -> None:
     from sociomap.cli.model import model
     from sociomap.cli.reasoning import reasoning
     from sociomap.cli.run import run
+    from sociomap.cli.view import view
 
-    for command in (run, labels, export, eval_group, reasoning, cache, model):
+    for command in (run, labels, export, view, eval_group, reasoning, cache, model):
         cli.add_command(command)
 
 

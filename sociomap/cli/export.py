@@ -9,7 +9,7 @@ import click
 
 @click.command(short_help="Export a finished run's layers to PMTiles, GeoJSON or FlatGeobuf.")
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["pmtiles", "geojson", "fgb"]), default="pmtiles",
+@click.option("--format", "fmt", type=click.Choice(["pmtiles", "geojson", "fgb", "pictures"]), default="pmtiles",
               show_default=True, help="Output format.")
 @click.option("--minzoom", type=click.IntRange(0, 24), default=10, show_default=True, help="PMTiles lowest zoom.")
 @click.option("--maxzoom", type=click.IntRange(0, 24), default=16, show_default=True, help="PMTiles highest zoom.")

@@ -61,6 +61,8 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
 @options.crs_opt
 @options.format_opt
 @options.combined_opt
+@click.option("--pictures/--no-pictures", default=True, show_default=True,
+              help="Also write pictures/overview.png (every layer over the imagery) and one thumbnail per layer.")
 # Execution.
 @click.option("--workers", type=click.IntRange(0),
               help="Local CPU worker processes (0 = in-process; default: from the cores; GPUs get one each).")
@@ -139,7 +141,8 @@ def build_run_config(image: str | Path, classes: tuple[str, ...], out: Path, kw:
     return RunConfig(image=image, out=out, classes=tuple(classes), names=tuple(kw.pop("names", ())),
                      map=kw.pop("map_path"), osm=kw.pop("osm"), map_language=kw.pop("map_language"),
                      map_style=kw.pop("map_style"), reasoner_kind=kw.pop("reasoner_kind"),
-                     crs=kw.pop("crs"), formats=tuple(kw.pop("formats")), combined=kw.pop("combined"),
+                     crs=kw.pop("crs"), formats=tuple(kw.pop("formats")) + (("pictures",) * kw.pop("pictures")),
+                     combined=kw.pop("combined"),
                      force=kw.pop("force"), dry_run=kw.pop("dry_run"), overwrite=kw.pop("overwrite"),
                      allow_shrink=kw.pop("allow_shrink"), max_shrink=kw.pop("max_shrink"), tiling=tiling,
                      reasoner=reasoner, merge=MergeConfig(**merge_kw), executor=executor)

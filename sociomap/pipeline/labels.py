@@ -7,7 +7,8 @@ its socio-function's layer, written with the same writer and columns as ``sociom
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -53,41 +54,73 @@ def _as_run_schema(frame: gpd.GeoDataFrame, run_id: str, source: str) -> gpd.Geo
 def write_labels(osm: Path, classes: tuple[str, ...], out: Path, crs: str = "EPSG:4326",
                  bounds_wgs84: tuple[float, float, float, float] | None = None,
                  index_dir: Path | None = None) -> LabelsSummary:
-    """Write ``OUT/<socio-function>.gpkg`` reference layers from an OSM file.
+    """Publish ``OUT/<socio-function>.gpkg`` reference layers from an OSM file, as one output set.
 
-    The file is read once into an OSM index (``index_dir``, default a temp folder) and its areas are
-    streamed from it in chunks, each appended to the layers' staging files: memory stays bounded on a
-    country-sized extract without ``--bbox``.
+    Like a run's layers, they are assembled in ``OUT/.sociomap/staging`` and published in one atomic step
+    with a run.json, under the output lock, so ``sociomap export``, ``view`` and ``eval city`` read them as
+    they read a run. The file is read once into an OSM index (``index_dir``, default ``OUT/.sociomap/osm``)
+    and its areas are streamed from it in chunks: memory stays bounded on a country-sized extract.
     """
-    import tempfile
+    import time
 
     import pyogrio
 
     from sociomap.export import write_geopackages
+    from sociomap.fingerprint import file_fingerprint
     from sociomap.maps.osm_features import iter_socio_features
     from sociomap.maps.osm_index import prepare_osm_index
+    from sociomap.pipeline.lock import output_lock
+    from sociomap.pipeline.manifest import versions, write_json_atomic
+    from sociomap.pipeline.outputs import (MANIFEST, check_user_files, prune_sets, publish_set, remove_leftovers,
+                                           staging_dir, state_dir)
 
     queries = resolve_queries(classes)
+    out = Path(out)
     summary = LabelsSummary(new_run_id())
-    index = prepare_osm_index(osm, bounds_wgs84, index_dir)
     source = f"osm:{Path(osm).name}"
     by_layer = {layer: {q.text for q in queries if q.layer == layer} for layer in dict.fromkeys(q.layer for q in queries)}
-    with tempfile.TemporaryDirectory(prefix="sociomap-labels-") as staging:
-        stage = {layer: Path(staging) / f"{layer}.fgb" for layer in by_layer}
-        for chunk in iter_socio_features(index, queries):
-            for layer, texts in by_layer.items():
-                part = _as_run_schema(chunk[chunk["query"].isin(texts)], summary.run_id, source)
-                if len(part):
-                    pyogrio.write_dataframe(part, stage[layer], driver="FlatGeobuf", append=stage[layer].exists())
-                    summary.layers[layer] = summary.layers.get(layer, 0) + len(part)
-        metadata = {"run_id": summary.run_id, "source": source, "kind": "osm reference labels"}
-        for layer in by_layer:
-            summary.layers.setdefault(layer, 0)
-            if stage[layer].exists():
-                summary.outputs.append(_copy_in_chunks(stage[layer], Path(out), layer, crs, metadata))
-            else:  # asked for, nothing found: an empty layer with the schema
-                empty = _as_run_schema(_empty_features(), summary.run_id, source)
-                summary.outputs += write_geopackages([(layer, empty)], out, crs=crs, metadata=metadata)
+    check_user_files(out, [f"{layer}.gpkg" for layer in by_layer], overwrite=False)
+    started = time.time()
+    with output_lock(state_dir(out)):
+        remove_leftovers(out)
+        index = prepare_osm_index(osm, bounds_wgs84, index_dir or state_dir(out) / "osm")
+        staging = staging_dir(out, f"labels-{summary.run_id}")
+        building = staging / "set"
+        building.mkdir()
+        try:
+            stage = {layer: staging / f"{layer}.fgb" for layer in by_layer}
+            for chunk in iter_socio_features(index, queries):
+                for layer, texts in by_layer.items():
+                    part = _as_run_schema(chunk[chunk["query"].isin(texts)], summary.run_id, source)
+                    if len(part):
+                        pyogrio.write_dataframe(part, stage[layer], driver="FlatGeobuf",
+                                                append=stage[layer].exists())
+                        summary.layers[layer] = summary.layers.get(layer, 0) + len(part)
+            metadata = {"run_id": summary.run_id, "source": source, "kind": "osm reference labels"}
+            for layer in by_layer:
+                summary.layers.setdefault(layer, 0)
+                if stage[layer].exists():
+                    _copy_in_chunks(stage[layer], building, layer, crs, metadata)
+                else:  # asked for, nothing found: an empty layer with the schema
+                    write_geopackages([(layer, _as_run_schema(_empty_features(), summary.run_id, source))],
+                                      building, crs=crs, metadata=metadata)
+            manifest = {
+                "status": "ok", "kind": "osm reference labels", "run_id": summary.run_id, "set_id": summary.run_id,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                "inputs": {"osm": file_fingerprint(Path(osm))},
+                "config": {"osm": str(osm), "classes": list(classes), "crs": crs,
+                           "bbox": list(bounds_wgs84) if bounds_wgs84 else None},
+                "queries": [asdict(q) for q in queries], "segmenter": {"segmenter": "osm-labels", "model": source},
+                "versions": versions(), "layers": summary.layers, "carried": {}, "exports": {},
+                "files": {"layers": {layer: f"{layer}.gpkg" for layer in by_layer}, "exports": {}},
+                "outputs": [str(out / f"{layer}.gpkg") for layer in by_layer] + [str(out / MANIFEST)],
+            }
+            write_json_atomic(building / MANIFEST, manifest)
+            publish_set(out, building, summary.run_id)
+            prune_sets(out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    summary.outputs = [out / f"{layer}.gpkg" for layer in by_layer]
     return summary
 
 
@@ -102,11 +135,10 @@ def _copy_in_chunks(stage: Path, out: Path, layer: str, crs: str, metadata: dict
     tmp = target.with_name(f".{layer}.partial.gpkg")
     tmp.unlink(missing_ok=True)
     total = pyogrio.read_info(stage)["features"]
-    for start in range(0, total, chunk):
+    for start in range(0, total, chunk):  # metadata on the layer only: dataset metadata makes GDAL write .aux.xml
         part = pyogrio.read_dataframe(stage, skip_features=start, max_features=chunk).to_crs(crs)
         pyogrio.write_dataframe(part, tmp, layer=layer, driver="GPKG", promote_to_multi=True, append=start > 0,
-                                layer_options={"SPATIAL_INDEX": "YES"}, layer_metadata=metadata,
-                                dataset_metadata=metadata if start == 0 else None)
+                                layer_options={"SPATIAL_INDEX": "YES"}, layer_metadata=metadata)
     os.replace(tmp, target)
     return target
 

@@ -154,6 +154,15 @@ def prune_sets(out: Path, keep: int = KEEP_SETS) -> list[Path]:
     return removed
 
 
+def set_files(folder: Path) -> list[str]:
+    """The files of a published set, relative to it. For an output written before sets existed (files directly
+    in OUT), the files its run.json lists."""
+    folder = Path(folder)
+    if (folder / STATE_DIR).exists() or not (folder / MANIFEST).exists() or (folder / MANIFEST).is_symlink():
+        return sorted(name for name in _legacy_outputs(folder) if (folder / name).is_file())
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
 def published_sets(out: Path) -> list[Path]:
     """Every published set folder, newest first."""
     sets = state_dir(out) / SETS_DIR

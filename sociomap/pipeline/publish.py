@@ -16,12 +16,13 @@ from pathlib import Path
 from sociomap.errors import InputError, PublishRefusedError
 from sociomap.pipeline.manifest import build_manifest, read_manifest, write_json_atomic
 from sociomap.pipeline.outputs import (MANIFEST, carry_over, link_or_copy, prune_sets, publish_set, published_set,
-                                       staging_dir, state_dir)
+                                       set_files, staging_dir, state_dir)
 
 logger = logging.getLogger(__name__)
 
-#: Export formats a set can record: name -> default options.
-EXPORTS = {"pmtiles": {"minzoom": 10, "maxzoom": 16, "engine": "auto"}, "geojson": {}, "fgb": {}}
+#: Export formats a set can record: name -> default options. "pictures": an overview PNG of every layer over
+#: the imagery (or the map) and one thumbnail per layer, for reports (sociomap.viewer.pictures).
+EXPORTS = {"pmtiles": {"minzoom": 10, "maxzoom": 16, "engine": "auto"}, "geojson": {}, "fgb": {}, "pictures": {}}
 
 
 def publish_run(config: object, summary: object, store: object, staging: Path, started: float,
@@ -48,7 +49,8 @@ def publish_run(config: object, summary: object, store: object, staging: Path, s
     wanted_exports = {**before.get("exports", {}), **{fmt: {} for fmt in config.formats}}
     if wanted_exports:
         logger.info("stage: exports %s", ", ".join(sorted(wanted_exports)))
-    summary.exports = {fmt: write_export(building, fmt, opts) for fmt, opts in sorted(wanted_exports.items())}
+    sources = {"image": config.image, "map_path": config.map, "osm": config.osm}
+    summary.exports = {fmt: write_export(building, fmt, opts, sources) for fmt, opts in sorted(wanted_exports.items())}
     summary.seconds["write"] += time.perf_counter() - start
     summary.set_id = summary.run_id
     _finalize(out, building, summary, config, started)
@@ -100,14 +102,25 @@ def _refuse_shrink(published: dict[str, int], new: dict[str, int], config: objec
                 "published layers were kept; if this is right, re-run with --allow-shrink (results are cached)")
 
 
-def write_export(folder: Path, fmt: str, options: dict) -> dict:
-    """Export the layers in ``folder`` to ``fmt`` inside it; returns the manifest entry (options + files)."""
+def write_export(folder: Path, fmt: str, options: dict, sources: dict | None = None) -> dict:
+    """Export the layers in ``folder`` to ``fmt`` inside it; returns the manifest entry (options + files).
+
+    ``sources`` (image, map_path, osm) are the run's inputs, for pictures drawn over them before the set's
+    run.json exists; without them the folder's run.json says.
+    """
     from sociomap.export import export_run
 
     opts = {**EXPORTS[fmt], **{k: v for k, v in options.items() if k in EXPORTS[fmt]}}
-    before = {p.name for p in folder.iterdir()}
-    export_run(folder, fmt, **opts)
-    return {**opts, "files": sorted({p.name for p in folder.iterdir()} - before)}
+    before = {p.name for p in folder.rglob("*")}
+    if fmt == "pictures":
+        from sociomap.viewer.pictures import write_pictures
+        from sociomap.viewer.view import open_run
+
+        given = {k: str(v) for k, v in (sources or {}).items() if v is not None}
+        write_pictures(folder, open_run(folder, **given))
+    else:
+        export_run(folder, fmt, **opts)
+    return {**opts, "files": sorted({str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - before)}
 
 
 def _finalize(out: Path, building: Path, summary: object, config: object, started: float) -> None:
@@ -154,9 +167,10 @@ def export_published(out: Path, fmt: str, **options: object) -> Path:
         building = staging / "set"
         building.mkdir()
         old_files = set(manifest.get("exports", {}).get(fmt, {}).get("files", []))
-        for path in current.iterdir():
-            if path.is_file() and path.name != MANIFEST and path.name not in old_files:
-                link_or_copy(path, building / path.name)
+        for name in set_files(current):
+            if name not in old_files:
+                (building / name).parent.mkdir(parents=True, exist_ok=True)
+                link_or_copy(current / name, building / name)
         logger.info("stage: exporting %s into a new set", fmt)
         entry = write_export(building, fmt, options)
         manifest.setdefault("exports", {})[fmt] = entry

@@ -11,7 +11,7 @@ import pyogrio
 from sociomap.cli import cli
 from tests.conftest import HELSINKI_PBF, subprocess_env
 
-OSM_ARGS = ["--reasoner", "osm", "--osm", str(HELSINKI_PBF), "--workers", "0", "--tile-size", "256"]
+OSM_ARGS = ["--reasoner", "osm", "--osm", str(HELSINKI_PBF), "--workers", "0", "--tile-size", "256", "--no-pictures"]
 
 
 def test_help_is_fast_and_imports_no_heavy_stack():

@@ -24,7 +24,7 @@ from tests.pipeline.conftest import with_executor
 from tests.pipeline.test_run import layer_wkbs
 
 LAYERS = ("park_and_greenspace.gpkg", "educational.gpkg")
-OSM = ["--reasoner", "osm", "--osm", str(HELSINKI_PBF), "--tile-size", "384"]
+OSM = ["--reasoner", "osm", "--osm", str(HELSINKI_PBF), "--tile-size", "384", "--no-pictures"]
 
 
 def _dask(*args: str, log: Path, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:

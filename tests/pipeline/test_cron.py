@@ -21,7 +21,7 @@ from sociomap.cli import cli
 from tests.conftest import HELSINKI_ORIGIN, HELSINKI_PBF, UTM35N, subprocess_env, synthetic_rgb, write_geotiff
 from tests.pipeline.test_run import layer_wkbs
 
-OSM = ["--reasoner", "osm", "--osm", str(HELSINKI_PBF), "--tile-size", "384", "--tiles-per-task", "3"]
+OSM = ["--reasoner", "osm", "--osm", str(HELSINKI_PBF), "--tile-size", "384", "--tiles-per-task", "3", "--no-pictures"]
 PARK, SCHOOL = "park_and_greenspace.gpkg", "educational.gpkg"
 
 

@@ -19,7 +19,7 @@ from rasterio.transform import from_origin
 from tests.conftest import HELSINKI_ORIGIN, HELSINKI_PBF, UTM35N, synthetic_rgb, write_geotiff
 from tests.reliability.harness import TABLE, cli, error_line, mount_tmpfs, tree, unmount
 
-OSM = ("--reasoner", "osm", "--osm", str(HELSINKI_PBF), "--workers", "0", "--tile-size", "256")
+OSM = ("--reasoner", "osm", "--osm", str(HELSINKI_PBF), "--workers", "0", "--tile-size", "256", "--no-pictures")
 
 
 @dataclass(frozen=True)
