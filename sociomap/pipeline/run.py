@@ -228,45 +228,25 @@ def estimate_model_seconds(manifest: Path, calls: int) -> float | None:
 
 def _merge_and_publish(config: RunConfig, summary: RunSummary, store: object, state: Path,
                        reporter: Reporter) -> None:
-    from sociomap.export import write_geopackages
-    from sociomap.merge import merge_layers
+    from sociomap.export import write_merged_layers
 
-    start = time.perf_counter()
-    wanted = {q.layer for q in summary.queries}
-    merged = []
-    workers = 1 if config.executor.workers == 0 else 2  # --workers 0 stays in this process
-    for name, gdf in merge_layers(store, config.merge, workers=workers):
-        merged.append((name, gdf))
-        summary.layers[name] = len(gdf)
-        summary.seam_features += int(gdf["crosses_seam"].sum()) if "crosses_seam" in gdf else 0
-    summary.seconds["merge"] += time.perf_counter() - start
-    for name in sorted(wanted - set(summary.layers)):  # asked for, nothing found: still one (empty) layer
-        merged.append((name, empty_layer()))
-        summary.layers[name] = 0
-    reporter.stage("writing")
     start = time.perf_counter()
     pending = state / "pending" / summary.run_id
     metadata = {"run_id": summary.run_id, "model": summary.identity.get("model", ""),
                 "random_weights": str(summary.random_weights).lower()}
-    paths = write_geopackages(merged, pending, crs=config.crs, metadata=metadata, combined=config.combined,
-                              formats=("gpkg", *config.formats))
-    summary.outputs = [str(_publish(p, Path(config.out))) for p in paths]
+    workers = 1 if config.executor.workers == 0 else None  # --workers 0 stays in this process
+    counts = write_merged_layers(store, config.merge, pending, [q.layer for q in summary.queries], crs=config.crs,
+                                 metadata=metadata, workers=workers, combined=config.combined,
+                                 formats=config.formats)
+    summary.layers.update(counts)
+    summary.seam_features = sum(counts.crossing.values())
+    summary.seconds["merge"] += time.perf_counter() - start  # merge and GeoPackage writing are one stream
+    reporter.stage("writing")
+    start = time.perf_counter()
+    summary.outputs = [str(_publish(p, Path(config.out))) for p in counts.paths]
     _remove_stale_layers(Path(config.out), summary.outputs)
     shutil.rmtree(pending, ignore_errors=True)
     summary.seconds["write"] += time.perf_counter() - start
-
-
-def empty_layer() -> object:
-    """A feature-less layer with the run schema, so every requested socio-function gets its file."""
-    import geopandas as gpd
-
-    import pandas as pd
-
-    from sociomap.merge.reconcile import COLUMNS
-
-    dtypes = {"area_m2": "float64", "n_tiles": "int64", "n_pieces": "int64", "crosses_seam": "bool"}
-    columns = {c: pd.Series([], dtype=dtypes.get(c, "object")) for c in COLUMNS}
-    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs="EPSG:3857"), crs="EPSG:3857")
 
 
 def _publish(path: Path, out: Path) -> Path:

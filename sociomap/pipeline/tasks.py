@@ -170,6 +170,7 @@ def _provenance(query: Query, meta: dict, cache: TileCache, key: str) -> dict:
     prompts = {k: meta[k] for k in ("boxes", "points") if k in meta}
     return {
         "query": query.text,
+        "query_kind": query.kind,
         "function": query.function,
         "prompts": json.dumps(prompts) if prompts else None,
         "reasoning": str(cache.path(key).relative_to(cache.root)) if "stage1_text" in meta else None,
