@@ -149,6 +149,9 @@ def _convert(gpkg: Path, layer: str, fmt: str, metadata: dict[str, str] | None) 
     tmp = _temp_path(target)
     tmp.unlink(missing_ok=True)
     options = {"RFC7946": "YES"} if fmt == "geojson" else {"SPATIAL_INDEX": "YES"}  # RFC 7946: EPSG:4326
+    previous = pyogrio.get_gdal_config_option("GDAL_PAM_ENABLED")
+    # Reading a GeoPackage with dataset metadata as Arrow makes GDAL save it again in a stray .aux.xml.
+    pyogrio.set_gdal_config_options({"GDAL_PAM_ENABLED": "NO"})
     try:
         with pyogrio.open_arrow(gpkg, layer=layer, use_pyarrow=False) as (meta, reader):
             pyogrio.write_arrow(reader, tmp, layer=layer, driver=driver, geometry_name=meta["geometry_name"],
@@ -157,6 +160,8 @@ def _convert(gpkg: Path, layer: str, fmt: str, metadata: dict[str, str] | None) 
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise ExportError(f"cannot convert {gpkg.name} to {fmt} ({exc}); check free space and permissions") from exc
+    finally:
+        pyogrio.set_gdal_config_options({"GDAL_PAM_ENABLED": previous})
     os.replace(tmp, target)
     return target
 

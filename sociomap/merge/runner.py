@@ -120,10 +120,11 @@ class MergeRunner:
         return _run_now, lambda futures: set(futures), 1
 
     def run(self, store: PieceStore, layer: str, config: MergeConfig, crs: str,
-            block_pieces: int = BLOCK_PIECES, stats: LayerStats | None = None) -> Iterator[ObjectBatch]:
-        """Finished objects of ``layer`` (geometry WKB in ``crs``), block by block in plan order."""
+            block_pieces: int | None = None, stats: LayerStats | None = None) -> Iterator[ObjectBatch]:
+        """Finished objects of ``layer`` (geometry WKB in ``crs``), block by block in plan order; leaves
+        of at most ``block_pieces`` pieces (None: ``BLOCK_PIECES``)."""
         index = store.read_index(layer)
-        plan = plan_layer(index, block_pieces)
+        plan = plan_layer(index, block_pieces or BLOCK_PIECES)
         if not plan:
             return
         tol = seam_tolerance(index.tiles, config)

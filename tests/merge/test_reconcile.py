@@ -147,3 +147,18 @@ def test_connected_labels_match_a_plain_union_find(graph):
     expected = [min(i for i in range(n) if find(i) == find(k)) for k in range(n)]
     labels = connected_labels(n, np.array(edges, dtype=np.int64).reshape(-1, 2))
     assert labels.tolist() == expected
+
+
+def test_queries_touching_along_an_edge_are_one_object_at_a_corner_two(tmp_path):
+    """The layer is the union of its queries' masks: 4-connected there (an edge) is one object."""
+    x, y = mercantile.xy(*mercantile.ul(ORIGIN))
+    place = lambda g: shapely.affinity.translate(g, x + 100, y - 300)  # noqa: E731
+    with PieceStore(tmp_path) as store:
+        store.add("park", ORIGIN, [place(shapely.box(0, 0, 10, 10)), place(shapely.box(30, 0, 40, 10))],
+                  {"query": "Park"})
+        store.add("park", ORIGIN, [place(shapely.box(10, 0, 20, 10)), place(shapely.box(40, 10, 50, 20))],
+                  {"query": "Garden"})
+        ((_, frame),) = merge_layers(store, NO_CLEANING)
+    assert sorted(frame["query"]) == ["Garden", "Garden;Park", "Park"]
+    joined = frame[frame["query"] == "Garden;Park"].geometry.iloc[0]
+    assert joined.equals(place(shapely.box(0, 0, 20, 10)))
