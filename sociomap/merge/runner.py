@@ -128,6 +128,7 @@ class MergeRunner:
         if not plan:
             return
         tol = seam_tolerance(index.tiles, config)
+        grid_zoom = int(index.tiles[:, 0].max())
         mode = self._mode(int(index.n_pieces.sum()))
         submit, wait_any, window = self._executor(mode)
         logger.info("Merging layer %s: %d pieces, %d leaves, %d joins, %s", layer, int(index.n_pieces.sum()),
@@ -139,10 +140,10 @@ class MergeRunner:
                 source = store.directory
             else:  # this process, or cluster workers that may not see this machine's disk
                 source = (store.read_pieces(step.calls), store.read_calls(step.calls))
-            return LeafTask(step.boundary, step.calls, source, config, tol, crs)
+            return LeafTask(step.boundary, step.calls, source, config, tol, crs, grid_zoom)
 
         def node(step: PlanStep, partials: list) -> NodeTask:
-            return NodeTask(step.boundary, partials, config, tol, crs)
+            return NodeTask(step.boundary, partials, config, tol, crs, grid_zoom)
 
         for result in execute_plan(plan, leaf, node, submit, wait_any, window):
             if stats is not None:
@@ -227,5 +228,6 @@ def merge_table(store: PieceStore, layer: str, config: MergeConfig, crs: str = "
     if len(index.call_id) == 0:
         return ObjectBatch.empty(crs).to_frame()
     source = (store.read_pieces(index.call_id), store.read_calls(index.call_id))
-    task = LeafTask(None, index.call_id, source, config, seam_tolerance(index.tiles, config), crs)
+    task = LeafTask(None, index.call_id, source, config, seam_tolerance(index.tiles, config), crs,
+                    int(index.tiles[:, 0].max()))
     return run_task(task).batch.to_frame()

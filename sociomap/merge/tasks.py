@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -95,17 +95,19 @@ class LeafTask:
     config: MergeConfig
     tol: float
     crs: str
+    grid_zoom: int
 
 
 @dataclass(frozen=True)
 class NodeTask:
-    """Merge the partials of a block's children."""
+    """Merge the partials of a block's children (``grid_zoom``: the layer's finest tile zoom)."""
 
     boundary: Block | None
     partials: list[Partial]
     config: MergeConfig
     tol: float
     crs: str
+    grid_zoom: int
 
 
 @dataclass
@@ -116,7 +118,7 @@ class _Linked:
     geoms: np.ndarray
     labels: np.ndarray
     intervals: SeamIntervals
-    calls: dict[int, Call] = field(default_factory=dict)
+    contested: np.ndarray
 
 
 def run_task(task: LeafTask | NodeTask) -> TaskResult:
@@ -137,7 +139,7 @@ def merge_leaf(task: LeafTask) -> TaskResult:
     if on_boundary.any():
         index = np.searchsorted(rows.piece_id, iv.piece[on_boundary], sorter=_sorter(rows.piece_id))
         cut[labels[_sorter(rows.piece_id)[index]]] = True
-    geoms, members, n_pieces = _objects(linked.geoms, labels, rows.call, n_objects)
+    geoms, members, n_pieces = _objects(linked, labels, n_objects, task.grid_zoom, task.tol)
     batch = finish_objects(geoms[~cut], _subset(members, ~cut), n_pieces[~cut], calls, task.config, task.crs)
     partials = []
     if cut.any():
@@ -176,7 +178,7 @@ def merge_node(task: NodeTask) -> TaskResult:
         if len(group_iv) and len(group) == 1:  # still cut, nothing to merge: pass the WKB on as it is
             partials.append(Partial(parts[group[0]].geometry, calls, n_pieces, group_iv))
             continue
-        geometry = union_parts(shapely.from_wkb([parts[i].geometry for i in group]))
+        geometry = union_parts(shapely.from_wkb([parts[i].geometry for i in group]), task.grid_zoom, task.tol)
         if len(group_iv):
             partials.append(Partial(shapely.to_wkb(geometry), calls, n_pieces, group_iv))
             continue
@@ -211,19 +213,21 @@ def link_pieces(rows: PieceRows, calls: dict[int, Call], config: MergeConfig, to
     contested = contested_tiles(call_tiles)[row]
     overlap = overlap_pairs(geoms, rows.bounds, rows.call, query, tiles, contested, config)
     labels = connected_labels(len(geoms), np.concatenate([seam_index, overlap]))
-    return _Linked(rows, geoms, labels, iv, calls)
+    return _Linked(rows, geoms, labels, iv, contested)
 
 
-def _objects(geoms: np.ndarray, labels: np.ndarray, call: np.ndarray, n: int
+def _objects(linked: _Linked, labels: np.ndarray, n: int, grid_zoom: int, tol: float
              ) -> tuple[np.ndarray, Members, np.ndarray]:
     """(geometry, calls, piece count) of each of the n components: singles as they are, groups unioned."""
     n_pieces = np.bincount(labels, minlength=n).astype(np.int64)
     out = np.empty(n, dtype=object)
     single = n_pieces[labels] == 1
-    out[labels[single]] = geoms[single]
+    out[labels[single]] = linked.geoms[single]
     for k, group in zip(np.flatnonzero(n_pieces > 1), _groups_of(labels, n_pieces > 1)):
-        out[k] = union_parts(geoms[group])
-    return out, Members.from_pairs(labels, call, n), n_pieces
+        # Pieces of overlapping tiles may cover each other's holes: only seam groups set inner holes aside.
+        zoom = None if linked.contested[group].any() else grid_zoom
+        out[k] = union_parts(linked.geoms[group], zoom, tol)
+    return out, Members.from_pairs(labels, linked.rows.call, n), n_pieces
 
 
 def _groups_of(labels: np.ndarray, wanted: np.ndarray) -> list[np.ndarray]:

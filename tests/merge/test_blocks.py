@@ -119,7 +119,8 @@ def test_steps_run_in_worker_processes_and_the_output_does_not_depend_on_them(st
 
 def test_steps_run_as_dask_tasks_on_a_cluster(store):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster) as client:
         stats = LayerStats()
         got = merged(store, block_pieces=50, client=client, stats=stats)
