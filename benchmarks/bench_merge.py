@@ -47,6 +47,7 @@ from sociomap.merge import MergeConfig, MergeRunner, PieceStore, vectorize_mask
 from sociomap.merge.vectorize import pixel_polygons, place_pixel_polygons
 from sociomap.merge.clean import clean_polygons
 from sociomap.merge.links import connected_labels
+from sociomap.merge.runner import LayerStats
 from sociomap.tiling.grid import global_pixel_to_m, tile_pixel_size_m
 
 SIZE, ZOOM, BLOCK = 768, 16, 4
@@ -253,8 +254,9 @@ def measure(mode: str, store_dir: Path, workers: int) -> dict:
 
 def run_merge(store: PieceStore, workers: int) -> dict:
     objects, area, big = 0, 0.0, None
+    stats = LayerStats()
     with MergeRunner(workers) as runner:
-        for batch in runner.run(store, LAYER, CONFIG, "EPSG:3857"):
+        for batch in runner.run(store, LAYER, CONFIG, "EPSG:3857", stats=stats):
             objects += len(batch)
             geoms = shapely.from_wkb(batch.geometry)
             areas = shapely.area(geoms)
@@ -262,7 +264,14 @@ def run_merge(store: PieceStore, workers: int) -> dict:
             if len(batch) and (big is None or areas.max() > big[0]):
                 k = int(np.argmax(areas))
                 big = (float(areas[k]), geoms[k], int(batch.columns["n_tiles"][k]))
-    out = {"objects": objects, "area_m3857": area}
+    leaves = [t for t in stats.steps if t.kind == "leaf"]
+    joins = [t for t in stats.steps if t.kind == "node"]
+    out = {"objects": objects, "area_m3857": area, "leaves": len(leaves), "joins": len(joins),
+           "leaf_s": round(sum(t.seconds for t in leaves), 1), "join_s": round(sum(t.seconds for t in joins), 1),
+           "slowest_join_s": round(max((t.seconds for t in joins), default=0), 1),
+           "max_leaf_pieces": stats.max_leaf_pieces, "max_join_intervals": stats.max_node_intervals,
+           "max_join_partial_mb": round(max((t.partial_bytes for t in joins), default=0) / 2**20, 1),
+           "worker_peak_rss_mb": max((t.peak_rss_mb for t in stats.steps), default=0)}
     if big is not None:
         out.update(largest_tiles=big[2], largest_holes=int(shapely.get_num_interior_rings(big[1])),
                    largest_vertices=int(shapely.get_num_coordinates(big[1])))

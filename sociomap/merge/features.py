@@ -12,15 +12,18 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import geopandas as gpd
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import shapely
 
-from sociomap.merge.clean import clean_polygons, ground_area_m2
+from sociomap.merge.clean import fill_small_holes, ground_area_m2
 from sociomap.merge.config import EARTH_RADIUS_M, MergeConfig
 from sociomap.merge.store import Call
 from sociomap.tiling.grid import HALF_WORLD_M
+
+if TYPE_CHECKING:  # geopandas is only needed by to_frame: merge workers do without it (~100 MB each)
+    import geopandas as gpd
 
 #: Output columns besides geometry, in order.
 COLUMNS = ("query", "query_kind", "function", "area_m2", "n_tiles", "n_pieces", "tiles", "run_id", "model",
@@ -72,6 +75,9 @@ class ObjectBatch:
 
     def to_frame(self) -> gpd.GeoDataFrame:
         """A GeoDataFrame (for small in-memory uses: tests, ``merge_layers``)."""
+        import geopandas as gpd
+        import pandas as pd
+
         frame = pd.DataFrame({c: self.columns[c] for c in COLUMNS})
         return gpd.GeoDataFrame(frame, geometry=shapely.from_wkb(self.geometry), crs=self.crs)
 
@@ -122,7 +128,10 @@ def finish_objects(
     """Feature rows of finished objects (geometry EPSG:3857): holes and small objects cleaned, provenance,
     ground area, geometry reprojected to ``crs`` as WKB.
     """
-    geoms, kept = clean_polygons(np.asarray(geoms, dtype=object), config.min_area_m2, config.min_hole_m2)
+    geoms = fill_small_holes(np.asarray(geoms, dtype=object), config.min_hole_m2)
+    area = ground_area_m2(geoms)
+    kept = np.flatnonzero(area >= config.min_area_m2)
+    geoms = geoms[kept]
     if len(kept) == 0:
         return ObjectBatch.empty(crs)
     counts = np.diff(members.ptr)[kept]
@@ -136,7 +145,7 @@ def finish_objects(
         for name, value in _group_row([calls[int(c)] for c in members.of(int(kept[k]))]).items():
             columns[name][k] = value
     columns["n_pieces"][:] = n_pieces[kept]
-    columns["area_m2"][:] = ground_area_m2(geoms)
+    columns["area_m2"][:] = area[kept]
     columns["crosses_seam"][:] = columns["n_tiles"] > 1
     return ObjectBatch(shapely.to_wkb(to_crs(geoms, crs)), columns, crs)
 

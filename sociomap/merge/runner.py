@@ -16,8 +16,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-
-import geopandas as gpd
+from typing import TYPE_CHECKING
 
 from sociomap.merge.config import MergeConfig
 from sociomap.merge.features import ObjectBatch
@@ -25,6 +24,9 @@ from sociomap.merge.links import seam_tolerance
 from sociomap.merge.plan import PlanStep, plan_layer
 from sociomap.merge.store import PieceStore
 from sociomap.merge.tasks import LeafTask, NodeTask, TaskResult, TaskStats, run_task
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ it is merging; the result equals ``merge_table`` (the whole layer linked at once
 from __future__ import annotations
 
 import os
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ class TaskStats:
     intervals: int = 0
     partial_bytes: int = 0
     seconds: float = 0.0
+    peak_rss_mb: int = 0
 
 
 @dataclass
@@ -123,7 +125,9 @@ class _Linked:
 
 def run_task(task: LeafTask | NodeTask) -> TaskResult:
     """Entry point of a worker process or Dask task."""
-    return merge_leaf(task) if isinstance(task, LeafTask) else merge_node(task)
+    result = merge_leaf(task) if isinstance(task, LeafTask) else merge_node(task)
+    result.stats.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # so far, this process
+    return result
 
 
 def merge_leaf(task: LeafTask) -> TaskResult:
