@@ -31,6 +31,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -287,6 +288,7 @@ def run_write(store: PieceStore, workers: int, store_dir: Path) -> dict:
     out_dir = store_dir / "out"
     counts = write_merged_layers(store, CONFIG, out_dir, [LAYER], crs="EPSG:4326", workers=workers)
     size = (out_dir / f"{LAYER}.gpkg").stat().st_size
+    shutil.rmtree(out_dir)
     return {"objects": counts[LAYER], "gpkg_mb": round(size / 2**20)}
 
 
@@ -332,6 +334,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", help=f"cases to run (default {SMALL}, + {BIG} with --big)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["merge", "write", "baseline"])
     parser.add_argument("--workers", type=int, default=None, help="merge workers (default: from the cores)")
+    parser.add_argument("--keep", help="keep the filled stores in this folder and reuse them on the next run")
     parser.add_argument("--fill", help=argparse.SUPPRESS)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
@@ -346,11 +349,18 @@ def main() -> None:
     workers = [] if args.workers is None else ["--workers", str(args.workers)]
     for case in cases:
         with tempfile.TemporaryDirectory(prefix="bench_merge_") as tmp:
-            info = json.loads(child(["--fill", case, "--store", tmp]))
+            store = Path(args.keep, case) if args.keep else Path(tmp)
+            saved = store / "info.json"
+            if saved.exists():  # a store kept by an earlier run (--keep): filling a 10^4-tile one takes minutes
+                info = json.loads(saved.read_text())
+            else:
+                store.mkdir(parents=True, exist_ok=True)
+                info = json.loads(child(["--fill", case, "--store", str(store)]))
+                saved.write_text(json.dumps(info))
             print(json.dumps(info), flush=True)
             for mode in ("merge", "write", "baseline"):
                 if mode not in args.skip:
-                    row = json.loads(child(["--measure", mode, "--store", tmp, *workers]))
+                    row = json.loads(child(["--measure", mode, "--store", str(store), *workers]))
                     row["matches_ideal"] = _matches(info, row)
                     print(json.dumps({"case": case, **row}), flush=True)
 

@@ -59,7 +59,6 @@ def write_merged_layers(
     ``sociomap.gpkg``; ``formats`` ("fgb", "geojson") are converted from each finished GeoPackage by
     GDAL in batches. ``progress(slug, features)`` is called after each block.
     """
-    from sociomap.merge.features import ObjectBatch
     from sociomap.merge.runner import MergeRunner
 
     extra = [f for f in formats if f != "gpkg"]
@@ -68,30 +67,44 @@ def write_merged_layers(
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = MergedCounts()
     combined_file = _LayerFile(out_dir / COMBINED_NAME, crs, metadata) if combined else None
-    with MergeRunner(workers, client) as runner:
-        for slug in dict.fromkeys(layers):
-            target = out_dir / f"{slug}.gpkg"
-            layer_file = _LayerFile(target, crs, metadata)
-            crossing = 0
-            for batch in runner.run(store, slug, config, crs):
-                layer_file.append(slug, batch)
-                if combined_file is not None:
-                    combined_file.append(slug, batch)
-                crossing += int(batch.columns["crosses_seam"].sum())
-                if progress is not None:
-                    progress(slug, layer_file.count(slug))
-            empty = ObjectBatch.empty(crs)
-            layer_file.finish_layer(slug, empty)
-            if combined_file is not None:
-                combined_file.finish_layer(slug, empty)
-            counts.paths.append(layer_file.publish())
-            counts[slug], counts.crossing[slug] = layer_file.count(slug), crossing
-            for fmt in extra:
-                counts.paths.append(_convert(target, slug, fmt, metadata))
-            logger.info("Wrote %s: %d features (%d across seams)", target.name, counts[slug], crossing)
-    if combined_file is not None:
-        counts.paths.append(combined_file.publish())
+    open_files = [combined_file] if combined_file else []
+    try:
+        with MergeRunner(workers, client) as runner:
+            for slug in dict.fromkeys(layers):
+                target = out_dir / f"{slug}.gpkg"
+                layer_file = _LayerFile(target, crs, metadata)
+                open_files.append(layer_file)
+                batches = runner.run(store, slug, config, crs)
+                counts.crossing[slug] = _stream_layer(slug, batches, [layer_file, combined_file], progress)
+                counts[slug] = layer_file.count(slug)
+                counts.paths.append(layer_file.publish())
+                counts.paths.extend(_convert(target, slug, fmt, metadata) for fmt in extra)
+                logger.info("Wrote %s: %d features (%d across seams)", target.name, counts[slug],
+                            counts.crossing[slug])
+        if combined_file is not None:
+            counts.paths.append(combined_file.publish())
+    except BaseException:
+        for layer_file in open_files:  # nothing partial is left behind
+            layer_file.tmp.unlink(missing_ok=True)
+        raise
     return counts
+
+
+def _stream_layer(slug: str, batches: Iterable, files: list, progress: Callable | None) -> int:
+    """Append every batch of one layer to each file (None: skipped); return its seam-crossing features."""
+    from sociomap.merge.features import ObjectBatch
+
+    files = [f for f in files if f is not None]
+    crossing = 0
+    for batch in batches:
+        for layer_file in files:
+            layer_file.append(slug, batch)
+        crossing += int(batch.columns["crosses_seam"].sum())
+        if progress is not None:
+            progress(slug, files[0].count(slug))
+    for layer_file in files:
+        layer_file.finish_layer(slug, ObjectBatch.empty(""))
+    return crossing
 
 
 class _LayerFile:

@@ -101,3 +101,17 @@ def test_merged_layers_are_streamed_into_indexed_geopackages(tmp_path, piece_sto
     want = expected["park_and_greenspace"]
     assert sorted(parks["tiles"]) == sorted(want["tiles"]) and set(parks["query"]) == set(want["query"])
     assert abs(parks.area.sum() - want.area.sum()) < 1e-6 * want.area.sum()
+
+
+def test_a_failing_merge_leaves_no_partial_file(tmp_path, piece_store):
+    from sociomap.export import write_merged_layers
+    from sociomap.merge import MergeConfig
+
+    def interrupt(layer: str, n: int) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        write_merged_layers(piece_store, MergeConfig(), out, ["educational", "park_and_greenspace"], workers=1,
+                            combined=True, progress=interrupt)
+    assert list(out.iterdir()) == []
