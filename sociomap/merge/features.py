@@ -105,6 +105,8 @@ def union_parts(parts: np.ndarray, inner_zoom: int | None = None, tol: float = 0
 def _union_without_inner_holes(parts: np.ndarray, zoom: int, tol: float) -> shapely.Geometry | None:
     if not (shapely.get_type_id(parts) == shapely.GeometryType.POLYGON).all():
         return None
+    if not shapely.get_num_interior_rings(parts).any():  # most seam groups: nothing to set aside
+        return None
     rings, owner = shapely.get_rings(parts, return_index=True)
     shell = np.r_[True, owner[1:] != owner[:-1]]
     width = 2 * HALF_WORLD_M / 2.0**zoom
