@@ -9,7 +9,6 @@ not depend on the number of workers or on timing, and only a window of blocks is
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import logging
 import multiprocessing
 import os

@@ -14,7 +14,7 @@ import pytest
 import shapely
 
 from sociomap.merge import MergeConfig, MergeRunner, ObjectBatch, PieceStore, merge_layers, merge_table, vectorize_mask
-from sociomap.merge.links import seam_intervals, tile_bounds
+from sociomap.merge.links import seam_intervals
 from sociomap.merge.plan import plan_layer
 from sociomap.merge.runner import LayerStats
 from sociomap.merge.store import CallIndex
