@@ -1,7 +1,7 @@
 """sociomap.merge.store: an on-disk, append-only store of per-tile pieces (SQLite, one file per run).
 
 Pieces arrive tile by tile (from Dask workers via the driver); keeping them on disk instead of in one
-growing in-memory collection lets a city-scale run stop, resume and merge one layer/query at a time.
+growing in-memory collection lets a city-scale run stop, resume and merge one block of tiles at a time.
 SQLite is in the standard library, survives crashes, and needs no extra dependency.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,58 +30,113 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE TABLE IF NOT EXISTS pieces (
     call_id INTEGER NOT NULL, layer TEXT NOT NULL, query TEXT NOT NULL,
     minx REAL, miny REAL, maxx REAL, maxy REAL, geom BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS pieces_layer_query_call ON pieces (layer, query, call_id);
 """
-_CALL_COLUMNS = "call_id, z, x, y, function, run_id, model, prompts, reasoning"
-_PIECE_COLUMNS = "rowid, call_id, minx, miny, maxx, maxy, geom"
-_ATTRS = ("query", "function", "run_id", "model", "prompts", "reasoning")
+#: Columns added after the first release; an older store gets them on open (a resumed run).
+_ADDED_CALL_COLUMNS = {"query_kind": "TEXT", "n_pieces": "INTEGER"}
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS calls_layer ON calls (layer);
+CREATE INDEX IF NOT EXISTS pieces_call ON pieces (call_id);
+"""
+#: What ``read_calls`` returns per call, in this order (``Call`` fields).
+_CALL_COLUMNS = "call_id, z, x, y, query, query_kind, function, run_id, model, prompts, reasoning"
+_ATTRS = ("query", "query_kind", "function", "run_id", "model", "prompts", "reasoning")
 _COMMIT_EVERY = 500
 
 
 @dataclass(frozen=True)
-class PieceTable:
-    """All pieces of one (layer, query), column-wise; ``calls`` holds one row per ``add`` call.
+class Call:
+    """One ``add`` call: the tile, the query and the provenance its pieces carry into the features."""
 
-    Pieces are in store order (by call, then as added); that order decides the order of the merged objects.
+    z: int
+    x: int
+    y: int
+    query: str
+    query_kind: str | None
+    function: str | None
+    run_id: str | None
+    model: str | None
+    prompts: str | None
+    reasoning: str | None
+
+    @property
+    def tile(self) -> str:
+        """``"z/x/y"``."""
+        return f"{self.z}/{self.x}/{self.y}"
+
+
+@dataclass(frozen=True)
+class CallIndex:
+    """The calls of one layer that have pieces, column-wise, without provenance (for planning blocks).
 
     Attributes:
-        piece_id: (N,) int64, the piece's row id in the store (increasing in store order).
-        call: (N,) int64, the ``add`` call each piece came from (index into ``calls``).
-        geometry: (N,) shapely Polygons in EPSG:3857.
-        bounds: (N, 4) float64 (minx, miny, maxx, maxy), EPSG:3857.
-        calls: dict call_id -> (z, x, y, function, run_id, model, prompts, reasoning).
+        call_id: (M,) int64, increasing.  tiles: (M, 3) int64 z, x, y.  n_pieces: (M,) int64.
+    """
+
+    call_id: np.ndarray
+    tiles: np.ndarray
+    n_pieces: np.ndarray
+
+
+@dataclass(frozen=True)
+class PieceRows:
+    """Pieces as stored: WKB not yet decoded, in store order (by call, then as added).
+
+    Attributes:
+        piece_id: (N,) int64 row id in the store.  call: (N,) int64 call id.
+        bounds: (N, 4) float64 (minx, miny, maxx, maxy), EPSG:3857.  wkb: (N,) bytes.
     """
 
     piece_id: np.ndarray
     call: np.ndarray
-    geometry: np.ndarray
     bounds: np.ndarray
-    calls: dict[int, tuple]
+    wkb: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.piece_id)
 
 
 class PieceStore:
-    """Collects vectorized pieces per (layer, query, tile) in ``directory/pieces.sqlite``.
+    """Collects vectorized pieces per (layer, tile, query) in ``directory/pieces.sqlite``.
 
-    Re-opening the same directory appends to what is already there (a resumed run).
+    Re-opening the same directory appends to what is already there (a resumed run); ``readonly``
+    opens it for the merge workers, which only read.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, readonly: bool = False) -> None:
         self.directory = Path(directory)
+        path = self.directory / "pieces.sqlite"
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.directory / "pieces.sqlite")
-            self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + _SCHEMA)
+            if readonly:
+                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            else:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path)
+                self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + _SCHEMA)
+                self._migrate()
+                self._db.executescript(_INDEXES)
         except (OSError, sqlite3.Error) as exc:
             raise InputError(f"piece store {self.directory}: cannot open ({exc}); pass a writable folder") from exc
         self._pending = 0
+
+    def _migrate(self) -> None:
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        for name, kind in _ADDED_CALL_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
+        if "n_pieces" not in have:
+            self._db.execute("UPDATE calls SET n_pieces = (SELECT COUNT(*) FROM pieces p"
+                             " WHERE p.call_id = calls.call_id)")
+        self._db.commit()
 
     def add(
         self, layer: str, tile: mercantile.Tile, geometries: Sequence[shapely.Polygon], attrs: dict[str, object]
     ) -> None:
         """Record one tile's pieces for one query; ``attrs`` carries the provenance.
 
-        attrs keys: query (required), function, run_id, model, prompts (JSON text of the model's boxes and
-        points in tile pixels), reasoning (a pointer to the model's text, e.g. a cache-file path).
+        attrs keys: query (required), query_kind (function/class/name), function, run_id, model,
+        prompts (JSON text of the model's boxes and points in tile pixels), reasoning (a pointer to the
+        model's text, e.g. a cache-file path). Several queries may share a layer (a socio-function):
+        their pieces are reconciled into one entity set.
         """
         if not attrs.get("query"):
             raise InputError(f"PieceStore.add: attrs for layer {layer!r}, tile {tile} lack 'query'; pass the query text")
@@ -91,13 +146,13 @@ class PieceStore:
                 json.loads(values["prompts"])
             except json.JSONDecodeError as exc:
                 raise InputError(f"PieceStore.add: prompts for tile {tile} are not JSON ({exc}); pass json.dumps(...)")
+        geoms = np.asarray(geometries, dtype=object).reshape(-1)
         cursor = self._db.execute(
-            "INSERT INTO calls (layer, query, function, z, x, y, run_id, model, prompts, reasoning)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (layer, values["query"], values["function"], tile.z, tile.x, tile.y,
-             values["run_id"], values["model"], values["prompts"], values["reasoning"]),
+            "INSERT INTO calls (layer, query, query_kind, function, z, x, y, run_id, model, prompts, reasoning,"
+            " n_pieces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (layer, values["query"], values["query_kind"], values["function"], tile.z, tile.x, tile.y,
+             values["run_id"], values["model"], values["prompts"], values["reasoning"], len(geoms)),
         )
-        geoms = np.asarray(geometries, dtype=object)
         if len(geoms):
             bounds = shapely.bounds(geoms)
             blobs = shapely.to_wkb(geoms)
@@ -107,53 +162,43 @@ class PieceStore:
         if self._pending >= _COMMIT_EVERY:
             self._commit()
 
-    def layers(self) -> list[tuple[str, str]]:
-        """Every (layer, query) with at least one recorded tile, sorted."""
+    def layers(self) -> list[str]:
+        """Every layer with at least one recorded tile, sorted."""
         self._commit()
-        return [tuple(r) for r in self._db.execute("SELECT DISTINCT layer, query FROM calls ORDER BY layer, query")]
+        return [r[0] for r in self._db.execute("SELECT DISTINCT layer FROM calls ORDER BY layer")]
 
-    def read(self, layer: str, query: str) -> PieceTable:
-        """All pieces of one (layer, query); ``read_calls`` + ``read_block`` read them in parts instead."""
-        calls = self.read_calls(layer, query)
-        return self._pieces(calls, "layer = ? AND query = ?", (layer, query))
-
-    def read_calls(self, layer: str, query: str) -> dict[int, tuple]:
-        """call_id -> (z, x, y, function, run_id, model, prompts, reasoning) of one (layer, query)."""
+    def read_index(self, layer: str) -> CallIndex:
+        """The calls of ``layer`` that have pieces: ids, tiles and piece counts (no provenance, no pieces)."""
         self._commit()
-        return {row[0]: tuple(row[1:]) for row in self._db.execute(
-            f"SELECT {_CALL_COLUMNS} FROM calls WHERE layer = ? AND query = ?", (layer, query))}
+        rows = np.array(self._db.execute(
+            "SELECT call_id, z, x, y, n_pieces FROM calls WHERE layer = ? AND n_pieces > 0 ORDER BY call_id",
+            (layer,)).fetchall(), dtype=np.int64).reshape(-1, 5)
+        return CallIndex(rows[:, 0], rows[:, 1:4], rows[:, 4])
 
-    def count_pieces(self, layer: str, query: str) -> dict[int, int]:
-        """call_id -> number of pieces, for the calls of one (layer, query) that have any (index only)."""
+    def read_calls(self, call_ids: Sequence[int]) -> dict[int, Call]:
+        """call id -> ``Call`` (tile, query and provenance) for the given calls."""
         self._commit()
-        return dict(self._db.execute("SELECT call_id, COUNT(*) FROM pieces WHERE layer = ? AND query = ?"
-                                     " GROUP BY call_id", (layer, query)))
+        rows = self._db.execute(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id IN"
+                                " (SELECT value FROM json_each(?))", (_ids_json(call_ids),))
+        return {row[0]: Call(*row[1:]) for row in rows}
 
-    def read_block(self, layer: str, query: str, calls: dict[int, tuple]) -> PieceTable:
-        """The pieces of the given calls of one (layer, query): an indexed lookup, not a table scan."""
-        ids = json.dumps(sorted(calls))
-        return self._pieces(calls, "layer = ? AND query = ? AND call_id IN (SELECT value FROM json_each(?))",
-                            (layer, query, ids))
-
-    def _pieces(self, calls: dict[int, tuple], where: str, params: tuple) -> PieceTable:
+    def read_pieces(self, call_ids: Sequence[int]) -> PieceRows:
+        """The pieces of the given calls, in store order: an indexed lookup, not a table scan."""
         self._commit()
         rows = self._db.execute(
-            f"SELECT {_PIECE_COLUMNS} FROM pieces WHERE {where} ORDER BY call_id, rowid", params).fetchall()
-        piece_id = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        call = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+            "SELECT rowid, call_id, minx, miny, maxx, maxy, geom FROM pieces WHERE call_id IN"
+            " (SELECT value FROM json_each(?)) ORDER BY call_id, rowid", (_ids_json(call_ids),)).fetchall()
+        n = len(rows)
+        piece_id = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        call = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
         bounds = np.array([r[2:6] for r in rows], dtype=float).reshape(-1, 4)
-        blobs = np.array([r[6] for r in rows], dtype=object)
-        del rows
-        geometry = shapely.from_wkb(blobs) if len(blobs) else np.empty(0, dtype=object)
-        return PieceTable(piece_id, call, np.asarray(geometry, dtype=object), bounds, calls)
-
-    def iter_tables(self) -> Iterator[tuple[str, str, PieceTable]]:
-        """(layer, query, table) for every recorded (layer, query), one at a time."""
-        for layer, query in self.layers():
-            yield layer, query, self.read(layer, query)
+        wkb = np.empty(n, dtype=object)
+        wkb[:] = [r[6] for r in rows]
+        return PieceRows(piece_id, call, bounds, wkb)
 
     def _commit(self) -> None:
-        self._db.commit()
+        if self._db.in_transaction:
+            self._db.commit()
         self._pending = 0
 
     def close(self) -> None:
@@ -166,3 +211,7 @@ class PieceStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ids_json(call_ids: Sequence[int]) -> str:
+    return json.dumps(sorted(int(c) for c in call_ids))

@@ -29,12 +29,23 @@ def vectorize_mask(mask: np.ndarray, tile: mercantile.Tile, config: MergeConfig)
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.shape[0] != mask.shape[1]:
         raise InputError(f"vectorize_mask: mask of tile {tile} has shape {mask.shape}; pass a square (H, W) array")
-    mask = mask.astype(bool, copy=False)
+    return place_pixel_polygons(pixel_polygons(mask), tile, mask.shape[0], config)
+
+
+def pixel_polygons(mask: np.ndarray) -> np.ndarray:
+    """(N,) Polygons of the 4-connected True regions of a (H, W) mask, in tile pixel coordinates."""
+    mask = np.asarray(mask).astype(bool, copy=False)
     if not mask.any():
-        return []
-    size = mask.shape[0]
+        return np.empty(0, dtype=object)
     shapes = rasterio.features.shapes(mask.view(np.uint8), mask=mask, connectivity=4, transform=Affine.identity())
-    pixel_polys = np.array([shapely.geometry.shape(geom) for geom, _ in shapes], dtype=object)
+    return np.array([shapely.geometry.shape(geom) for geom, _ in shapes], dtype=object)
+
+
+def place_pixel_polygons(pixel_polys: np.ndarray, tile: mercantile.Tile, size: int,
+                         config: MergeConfig) -> list[shapely.Polygon]:
+    """``pixel_polygons`` of a ``size``-px tile -> EPSG:3857 on the global grid, small holes/pieces cleaned."""
+    if len(pixel_polys) == 0:
+        return []
     bounds = shapely.bounds(pixel_polys)
     on_border = (bounds[:, :2] <= 0).any(axis=1) | (bounds[:, 2:] >= size).any(axis=1)
 

@@ -58,36 +58,17 @@ def publish_run(config: object, summary: object, store: object, staging: Path, s
 
 
 def _write_layers(config: object, summary: object, store: object, folder: Path) -> dict[str, int]:
-    """One GeoPackage per socio-function of the run's queries (an empty layer where nothing was found)."""
-    from sociomap.export import write_geopackages
-    from sociomap.merge import merge_layers
+    """One GeoPackage per socio-function of the run's queries, streamed block by block as the merge
+    finishes objects (an empty layer with the schema where nothing was found)."""
+    from sociomap.export import write_merged_layers
 
-    counts: dict[str, int] = {}
-    workers = 1 if config.executor.workers == 0 else 2  # --workers 0 stays in this process
     metadata = {"run_id": summary.run_id, "model": summary.identity.get("model", ""),
                 "random_weights": str(summary.random_weights).lower()}
-    layers = []
-    for name, gdf in merge_layers(store, config.merge, workers=workers):
-        layers.append((name, gdf))
-        counts[name] = len(gdf)
-        summary.seam_features += int(gdf["crosses_seam"].sum()) if "crosses_seam" in gdf else 0
-    for name in sorted({q.layer for q in summary.queries} - set(counts)):
-        layers.append((name, empty_layer()))
-        counts[name] = 0
-    write_geopackages(layers, folder, crs=config.crs, metadata=metadata, combined=config.combined)
-    return counts
-
-
-def empty_layer() -> object:
-    """A feature-less layer with the run schema, so every requested socio-function gets its file."""
-    import geopandas as gpd
-    import pandas as pd
-
-    from sociomap.merge.reconcile import COLUMNS
-
-    dtypes = {"area_m2": "float64", "n_tiles": "int64", "n_pieces": "int64", "crosses_seam": "bool"}
-    columns = {c: pd.Series([], dtype=dtypes.get(c, "object")) for c in COLUMNS}
-    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs="EPSG:3857"), crs="EPSG:3857")
+    workers = 1 if config.executor.workers == 0 else None  # --workers 0 stays in this process
+    counts = write_merged_layers(store, config.merge, folder, sorted({q.layer for q in summary.queries}),
+                                 crs=config.crs, metadata=metadata, workers=workers, combined=config.combined)
+    summary.seam_features = sum(counts.crossing.values())
+    return dict(counts)
 
 
 def _refuse_shrink(published: dict[str, int], new: dict[str, int], config: object) -> None:

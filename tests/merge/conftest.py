@@ -38,7 +38,7 @@ def helsinki_areas() -> gpd.GeoDataFrame:
 
 @dataclass
 class RoundTrip:
-    """One zoom's round trip: per class the merged output, the raster ideal and the dissolved OSM entities."""
+    """One zoom's round trip, per socio-function: the merged layer, the raster ideal and the OSM entities."""
 
     zoom: int
     n_tiles: int
@@ -54,42 +54,52 @@ def global_window(tiles: list[mercantile.Tile]) -> tuple[int, int, int, int]:
     return min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
 
 
-def pixel_polygons_to_m(polys: np.ndarray, col0: int, row0: int, zoom: int) -> np.ndarray:
+def pixel_polygons_to_m(polys: np.ndarray, col0: int, row0: int, zoom: int, size: int = TILE_PX) -> np.ndarray:
     """Polygons in window pixel coordinates -> EPSG:3857 through the global pixel grid."""
     return shapely.transform(polys, lambda c: np.column_stack(global_pixel_to_m(c[:, 0] + col0, c[:, 1] + row0,
-                                                                                  zoom, TILE_PX)))
+                                                                                  zoom, size)))
+
+
+def raster_ideal(raster: np.ndarray, col0: int, row0: int, zoom: int, size: int = TILE_PX) -> np.ndarray:
+    """The raster vectorized in one piece (4-connectivity) on the global grid: the best any seam merge can give."""
+    shapes = rasterio.features.shapes(raster.view(np.uint8), mask=raster, connectivity=4)
+    pixel = np.array([shapely.geometry.shape(g) for g, _ in shapes], dtype=object)
+    return pixel_polygons_to_m(pixel, col0, row0, zoom, size)
 
 
 def run_round_trip(areas: gpd.GeoDataFrame, zoom: int, directory: Path) -> RoundTrip:
-    """Rasterize each class once on the global grid, cut it into the run's tiles, vectorize, store and merge.
+    """Per socio-function: rasterize each of its classes on the global grid (one query each, as a run
+    does), cut the masks into the run's tiles, vectorize, store and merge the function's layer.
 
-    The raster "ideal" is the same raster vectorized in one piece: the best any seam merge can give.
+    The raster ideal is the function's raster (any of its classes) vectorized in one piece.
     """
     config = MergeConfig(min_area_m2=0, min_hole_m2=0)  # compare geometry only, no cleaning
     res = tile_pixel_size_m(zoom, TILE_PX)
     store, ideal, osm, n_tiles = PieceStore(directory), {}, {}, 0
-    for cls, group in areas.groupby("cls"):
-        geoms = group.geometry.values
-        osm[cls] = shapely.get_parts(shapely.union_all(geoms))  # touching same-class areas dissolved
+    for function, group in areas.groupby("function"):
+        layer = slugify(function)
+        osm[layer] = shapely.get_parts(shapely.union_all(group.geometry.values))  # touching areas dissolved
         west, south, east, north = gpd.GeoSeries([shapely.box(*group.total_bounds)], crs=3857).to_crs(4326).total_bounds
         tiles = list(mercantile.tiles(west, south, east, north, zooms=zoom))
         tx, ty, nx, ny = global_window(tiles)
         x0, y0 = global_pixel_to_m(tx * TILE_PX, ty * TILE_PX, zoom, TILE_PX)
-        raster = rasterio.features.rasterize(geoms, out_shape=(ny * TILE_PX, nx * TILE_PX),
-                                             transform=Affine(res, 0, x0, 0, -res, y0), dtype="uint8").astype(bool)
-        function = group["function"].iloc[0]
-        for tile in tiles:
-            rows, cols = (tile.y - ty) * TILE_PX, (tile.x - tx) * TILE_PX
-            mask = raster[rows:rows + TILE_PX, cols:cols + TILE_PX]
-            attrs = {"query": cls, "function": function, "run_id": "roundtrip", "model": "osm-raster"}
-            store.add(slugify(function), tile, vectorize_mask(mask, tile, config), attrs)
-            n_tiles += 1
-        shapes = rasterio.features.shapes(raster.view(np.uint8), mask=raster, connectivity=4)
-        pixel = np.array([shapely.geometry.shape(g) for g, _ in shapes], dtype=object)
-        ideal[cls] = pixel_polygons_to_m(pixel, tx * TILE_PX, ty * TILE_PX, zoom)
+        transform = Affine(res, 0, x0, 0, -res, y0)
+        any_class = np.zeros((ny * TILE_PX, nx * TILE_PX), dtype=bool)
+        for cls, members in group.groupby("cls"):
+            raster = rasterio.features.rasterize(members.geometry.values, out_shape=any_class.shape,
+                                                 transform=transform, dtype="uint8").astype(bool)
+            any_class |= raster
+            for tile in tiles:
+                rows, cols = (tile.y - ty) * TILE_PX, (tile.x - tx) * TILE_PX
+                mask = raster[rows:rows + TILE_PX, cols:cols + TILE_PX]
+                attrs = {"query": cls, "query_kind": "class", "function": function, "run_id": "roundtrip",
+                         "model": "osm-raster"}
+                store.add(layer, tile, vectorize_mask(mask, tile, config), attrs)
+                n_tiles += 1
+        ideal[layer] = raster_ideal(any_class, tx * TILE_PX, ty * TILE_PX, zoom)
     layers = dict(merge_layers(store, config))
     store.close()
-    merged = {cls: np.concatenate([f.geometry.values[f["query"] == cls] for f in layers.values()]) for cls in osm}
+    merged = {layer: frame.geometry.values for layer, frame in layers.items()}
     return RoundTrip(zoom, n_tiles, merged, ideal, osm, layers)
 
 

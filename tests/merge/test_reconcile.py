@@ -1,4 +1,4 @@
-"""merge_layers: seam-cut objects and duplicates are joined; distinct neighbours are not."""
+"""merge_layers: seam-cut objects, duplicates and the queries of one layer are joined; distinct neighbours are not."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.transform import from_bounds
 
-from sociomap.merge import MergeConfig, PieceStore, merge_layers, seam_crossings, vectorize_mask
+from sociomap.merge import MergeConfig, PieceStore, merge_layers, vectorize_mask
 from sociomap.merge.links import connected_labels
 
 SIZE = 768
@@ -45,10 +45,9 @@ def test_object_cut_by_four_tiles_becomes_one_with_provenance(tmp_path):
     row = frame.iloc[0]
     assert row["n_tiles"] == 4 and row["n_pieces"] == 4 and bool(row["crosses_seam"])
     assert row["tiles"].count(";") == 3 and row["run_id"] == "run-1" and row["model"] == "socio-reasoner-3b"
-    assert set(json.loads(row["prompts"])) == set(row["tiles"].split(";"))
+    assert set(json.loads(row["prompts"])["Park"]) == set(row["tiles"].split(";"))
     assert frame.geometry.iloc[0].geom_type == "Polygon" and len(frame.geometry.iloc[0].interiors) == 0
     assert row["area_m2"] == pytest.approx(300 * 300 * 0.796**2 * np.cos(np.radians(60.17)) ** 2, rel=0.01)
-    assert seam_crossings([frame]) == 1
 
 
 def test_distinct_neighbours_touching_inside_a_tile_stay_separate(tmp_path):
@@ -107,18 +106,20 @@ def test_seams_a_hair_apart_still_link(tmp_path):
     assert len(frame) == 1 and frame.geometry.iloc[0].geom_type == "Polygon"
 
 
-def test_queries_and_layers_are_merged_separately(tmp_path):
+def test_queries_of_one_layer_are_one_entity_set_and_layers_stay_apart(tmp_path):
     mask = np.zeros((2 * SIZE, 2 * SIZE), dtype=bool)
     mask[600:900, 600:900] = True
     with PieceStore(tmp_path) as store:
         for tile, row, col in block_tiles():
             polys = vectorize_mask(mask[row:row + SIZE, col:col + SIZE], tile, NO_CLEANING)
-            store.add("park", tile, polys, {"query": "Park"})
-            store.add("park", tile, polys, {"query": "Garden"})
+            store.add("park", tile, polys, {"query": "Park", "query_kind": "class"})
+            store.add("park", tile, polys, {"query": "Park and greenspace", "query_kind": "function"})
             store.add("school", tile, polys, {"query": "School"})
         layers = dict(merge_layers(store, NO_CLEANING))
-    assert sorted(layers) == ["park", "school"]
-    assert sorted(layers["park"]["query"]) == ["Garden", "Park"] and len(layers["school"]) == 1
+    assert sorted(layers) == ["park", "school"] and len(layers["school"]) == 1
+    (park,) = layers["park"].itertuples()
+    assert park.query == "Park;Park and greenspace" and park.query_kind == "class;function"
+    assert park.n_pieces == 8 and park.n_tiles == 4
 
 
 def test_small_objects_are_dropped_after_merging(tmp_path):
@@ -146,3 +147,18 @@ def test_connected_labels_match_a_plain_union_find(graph):
     expected = [min(i for i in range(n) if find(i) == find(k)) for k in range(n)]
     labels = connected_labels(n, np.array(edges, dtype=np.int64).reshape(-1, 2))
     assert labels.tolist() == expected
+
+
+def test_queries_touching_along_an_edge_are_one_object_at_a_corner_two(tmp_path):
+    """The layer is the union of its queries' masks: 4-connected there (an edge) is one object."""
+    x, y = mercantile.xy(*mercantile.ul(ORIGIN))
+    place = lambda g: shapely.affinity.translate(g, x + 100, y - 300)  # noqa: E731
+    with PieceStore(tmp_path) as store:
+        store.add("park", ORIGIN, [place(shapely.box(0, 0, 10, 10)), place(shapely.box(30, 0, 40, 10))],
+                  {"query": "Park"})
+        store.add("park", ORIGIN, [place(shapely.box(10, 0, 20, 10)), place(shapely.box(40, 10, 50, 20))],
+                  {"query": "Garden"})
+        ((_, frame),) = merge_layers(store, NO_CLEANING)
+    assert sorted(frame["query"]) == ["Garden", "Garden;Park", "Park"]
+    joined = frame[frame["query"] == "Garden;Park"].geometry.iloc[0]
+    assert joined.equals(place(shapely.box(0, 0, 20, 10)))
