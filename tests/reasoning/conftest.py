@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from sociomap.reasoning import ReasonerConfig, TilePair, build_tiny_checkpoint, load_reasoner
 from sociomap.reasoning.tiny import TINY_SAM_DIRS
@@ -11,7 +12,9 @@ from sociomap.reasoning.tiny import TINY_SAM_DIRS
 
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_hub(tmp_path_factory):
-    """No progress bars, and never the network."""
+    """No progress bars, never the network, one torch thread (OpenMP spin-waits make a shared 2-core box 5x
+    slower with two)."""
+    torch.set_num_threads(1)
     mp = pytest.MonkeyPatch()
     mp.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     mp.setenv("HF_HUB_OFFLINE", "1")
