@@ -39,20 +39,20 @@ def reasoner_identity(config: ReasonerConfig) -> dict[str, str]:
     and the random-init flag."""
     from sociomap.reasoning.loading import pick_device, pick_dtype
 
-    sam = resolve_weights(config.sam, config.sam_revision, config.offline)
     device = pick_device(config.device)
     if config.engine == "openai":
         from sociomap.reasoning.served import check_server
 
         served = check_server(config)
-        model = {"model": served.id, "model_revision": f"served:{served.root}", "dtype": "server",
-                 "random_init": str(is_random_init(sam.path)).lower()}
+        model, vlm_random = {"model": served.id, "model_revision": f"served:{served.root}", "dtype": "server"}, False
     else:
         vlm = resolve_weights(config.model, config.revision, config.offline)
         model = {"model": vlm.spec, "model_revision": vlm.revision,
-                 "dtype": str(pick_dtype(config.dtype, device)).removeprefix("torch."),
-                 "random_init": str(is_random_init(vlm.path) or is_random_init(sam.path)).lower()}
-    return {**model, **_common(config, sam, device.type)}
+                 "dtype": str(pick_dtype(config.dtype, device)).removeprefix("torch.")}
+        vlm_random = is_random_init(vlm.path)
+    sam = resolve_weights(config.sam, config.sam_revision, config.offline)
+    random_init = str(vlm_random or is_random_init(sam.path)).lower()
+    return {**model, "random_init": random_init, **_common(config, sam, device.type)}
 
 
 def loaded_identity(config: ReasonerConfig, vlm: Weights, sam: Weights, sam_backend: str, dtype: str) -> dict[str, str]:

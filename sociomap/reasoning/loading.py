@@ -44,18 +44,20 @@ def load_reasoner(config: ReasonerConfig) -> SocioReasoner:
     """A ready reasoner from hub ids or local folders (safetensors / weights_only loading only); with
     engine "openai" the VLM is the server's (checked first: exit 4 when it is not usable) and SAM is local."""
     device = pick_device(config.device)
-    sam_weights = resolve_weights(config.sam, config.sam_revision, config.offline)
-    warn_if_random(sam_weights)
     if config.engine == "openai":
         from sociomap.reasoning.served import ServedReasoner, check_server
 
         served = check_server(config)  # before SAM loads: a missing server is said in a second
+        sam_weights = resolve_weights(config.sam, config.sam_revision, config.offline)
+        warn_if_random(sam_weights)
         sam = load_sam(sam_weights.path, device, pick_sam_dtype(config.sam_dtype, device.type))
         logger.info("Model server %s serves %s (root %s); sam=%s backend=%s device=%s", served.endpoint, served.id,
                     served.root or "?", config.sam, sam.name, device)
         return ServedReasoner(config, sam, sam_weights, served)
     vlm_weights = resolve_weights(config.model, config.revision, config.offline)
-    warn_if_random(vlm_weights)
+    sam_weights = resolve_weights(config.sam, config.sam_revision, config.offline)
+    for weights in (vlm_weights, sam_weights):
+        warn_if_random(weights)
     try:
         model, processor = load_vlm(vlm_weights.path, device, pick_dtype(config.dtype, device))
     except LOAD_ERRORS as exc:
