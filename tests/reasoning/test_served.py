@@ -207,3 +207,11 @@ def test_openai_engine_needs_an_endpoint():
 
     with pytest.raises(ConfigError, match="--endpoint"):
         ReasonerConfig(engine="openai")
+
+
+def test_the_documented_vllm_command_is_the_one_errors_print():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "serving.md").read_text()
+    block = text.split("```bash\n", 1)[1].split("\nsociomap run", 1)[0]
+    assert " ".join(block.replace("\\\n", " ").split()) == VLLM_COMMAND
