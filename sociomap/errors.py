@@ -82,6 +82,11 @@ class ModelLoadError(SociomapError):
     exit_code = 4
 
 
+class ModelServerError(ModelLoadError):
+    """The model server cannot serve this run: it does not answer at start, lacks the model, refuses the API key,
+    or rejects requests (e.g. a prompt longer than its context)."""
+
+
 class RunLockedError(SociomapError):
     """Another run holds the lock on this output directory (cron: try again later)."""
 

@@ -8,8 +8,9 @@ import click
 
 from sociomap.cli import options
 
-REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature", "top_p", "top_k",
-                   "max_new_tokens", "greedy", "seed", "batch_size", "offline")
+REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "sam_dtype", "temperature", "top_p", "top_k",
+                   "max_new_tokens", "greedy", "seed", "batch_size", "offline", "engine", "endpoint", "api_key_env",
+                   "concurrency", "request_timeout", "request_retries")
 
 
 @click.command(short_help="Segment a city mosaic into socio-function layers.")
@@ -39,13 +40,15 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
 @click.option("--nodata", type=float, help="Pixel value meaning 'no data', for mosaics that declare none.")
 # Model.
 @click.option("--model", default="vvangfaye/SocioReasoner-3B", show_default=True,
-              help="SocioReasoner weights: HF hub id or local folder.")
+              help="SocioReasoner weights: HF hub id or local folder; with --engine openai the served model id.")
 @click.option("--revision", help="Hub revision (tag, branch or commit) to pin.")
 @click.option("--sam", default="facebook/sam2-hiera-large-hf", show_default=True,
               help="SAM weights: HF hub id or folder (SAM 2 / SAM), or a segment-anything .pth.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
               show_default=True, help="Model dtype; auto = bfloat16 on GPU, float32 on CPU.")
+@click.option("--sam-dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
+              show_default=True, help="SAM autocast dtype on GPU; auto = bfloat16 (float32 = the reference's).")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-p", type=float, default=0.8, show_default=True)
 @click.option("--top-k", type=int, default=100, show_default=True)
@@ -55,6 +58,19 @@ REASONER_FIELDS = ("model", "revision", "sam", "device", "dtype", "temperature",
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
               help="(tile, query) pairs per generate call.")
 @click.option("--offline", is_flag=True, help="Never contact the hub; use cached or local weights only.")
+@click.option("--engine", type=click.Choice(["hf", "openai"]), default="hf", show_default=True,
+              help="hf: the VLM in this process (transformers); openai: an OpenAI-compatible server at --endpoint "
+                   "(vllm serve, SGLang; docs/serving.md). SAM runs here either way.")
+@click.option("--endpoint", help="--engine openai: the server's API base URL, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--api-key-env", metavar="NAME",
+              help="--engine openai: environment variable holding the API key [default: SOCIOMAP_API_KEY, then "
+                   "OPENAI_API_KEY].")
+@click.option("--concurrency", type=click.IntRange(1), default=32, show_default=True,
+              help="--engine openai: requests in flight per worker.")
+@click.option("--request-timeout", type=click.FloatRange(0, min_open=True), default=600.0, show_default=True,
+              help="--engine openai: seconds a request may take before it is retried.")
+@click.option("--request-retries", type=click.IntRange(0), default=4, show_default=True,
+              help="--engine openai: retries of a request on 429, 5xx, timeouts and lost connections.")
 # Merge and output.
 @click.option("--min-area", "min_area_m2", type=float, help="Drop polygons smaller than this, m².")
 @click.option("--min-hole", "min_hole_m2", type=float, help="Fill holes smaller than this, m².")

@@ -74,7 +74,7 @@ class ReasonerSegmenter:
     def segment(self, tiles: Sequence[TileInputs], queries: Sequence[Query]) -> list[list[Segmentation]]:
         from sociomap.reasoning import TilePair
 
-        pairs = [TilePair(map=t.map, satellite=t.satellite) for t in tiles]
+        pairs = [TilePair(map=t.map, satellite=t.satellite, key=f"{t.tile.z}/{t.tile.x}/{t.tile.y}") for t in tiles]
         rows = self._reasoner.segment(pairs, [q.text for q in queries])
         return [[Segmentation(r.mask, _reasoner_meta(r)) for r in row] for row in rows]
 
@@ -85,6 +85,8 @@ def _reasoner_meta(result: object) -> dict:
         "stage2_text": result.stage2_text,
         "boxes": [list(map(float, b)) for b in result.boxes],
         "points": [list(map(float, p)) for p in result.points],
+        "scores": [float(s) for s in result.scores],
+        "coarse_scores": [float(s) for s in result.coarse_scores],
     }
 
 

@@ -7,14 +7,20 @@ import struct
 from collections import Counter
 from pathlib import Path
 
+from sociomap.errors import ModelLoadError
 from sociomap.reasoning.weights import is_random_init, read_config, resolve_weights
 
 
 def _safetensors_header(path: Path) -> dict:
     """The JSON header of a .safetensors file (tensor dtypes and shapes) without reading the tensors."""
-    with path.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(min(length, path.stat().st_size)))
+    except (struct.error, ValueError, OSError) as exc:
+        raise ModelLoadError(f"{path} is not a readable .safetensors file ({exc}): re-download the model") from exc
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"{path} has no safetensors header: re-download the model")
     header.pop("__metadata__", None)
     return header
 

@@ -1,4 +1,4 @@
-"""load_reasoner: resolve weights, pick device and dtype, build the VLM engine and the SAM backend."""
+"""load_reasoner: resolve weights, pick device and dtype, build the VLM engine (in-process or served) and SAM."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sociomap.errors import ModelLoadError
 from sociomap.reasoning.config import ReasonerConfig
 from sociomap.reasoning.reasoner import SocioReasoner
 from sociomap.reasoning.sam import load_sam
-from sociomap.reasoning.vlm import VLMEngine, generate_kwargs, load_vlm
-from sociomap.reasoning.weights import how_to_get, resolve_weights, warn_if_random
+from sociomap.reasoning.vlm import VLMEngine, load_vlm
+from sociomap.reasoning.weights import LOAD_ERRORS, how_to_get, resolve_weights, warn_if_random
 
 logger = logging.getLogger(__name__)
 
@@ -33,20 +33,36 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
+def pick_sam_dtype(name: str, device_type: str) -> torch.dtype:
+    """SAM's autocast dtype: "auto" -> bfloat16 on CUDA; always float32 on CPU (no autocast there)."""
+    if device_type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if name == "auto" else getattr(torch, name)
+
+
 def load_reasoner(config: ReasonerConfig) -> SocioReasoner:
-    """A ready SocioReasoner from hub ids or local folders (safetensors / weights_only loading only)."""
+    """A ready reasoner from hub ids or local folders (safetensors / weights_only loading only); with
+    engine "openai" the VLM is the server's (checked first: exit 4 when it is not usable) and SAM is local."""
     device = pick_device(config.device)
+    if config.engine == "openai":
+        from sociomap.reasoning.served import ServedReasoner, check_server
+
+        served = check_server(config)  # before SAM loads: a missing server is said in a second
+        sam_weights = resolve_weights(config.sam, config.sam_revision, config.offline)
+        warn_if_random(sam_weights)
+        sam = load_sam(sam_weights.path, device, pick_sam_dtype(config.sam_dtype, device.type))
+        logger.info("Model server %s serves %s (root %s); sam=%s backend=%s device=%s", served.endpoint, served.id,
+                    served.root or "?", config.sam, sam.name, device)
+        return ServedReasoner(config, sam, sam_weights, served)
     vlm_weights = resolve_weights(config.model, config.revision, config.offline)
     sam_weights = resolve_weights(config.sam, config.sam_revision, config.offline)
     for weights in (vlm_weights, sam_weights):
         warn_if_random(weights)
     try:
         model, processor = load_vlm(vlm_weights.path, device, pick_dtype(config.dtype, device))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"cannot load Qwen2.5-VL weights from {vlm_weights.path} ({exc}): "
-                             f"{how_to_get(config.model)}") from exc
-    kwargs = generate_kwargs(config.greedy, config.temperature, config.top_p, config.top_k, config.max_new_tokens,
-                             processor.tokenizer.pad_token_id)
-    sam = load_sam(sam_weights.path, device)
+    except LOAD_ERRORS as exc:
+        raise ModelLoadError(f"cannot load Qwen2.5-VL weights from {vlm_weights.path} ({type(exc).__name__}: "
+                             f"{exc}): {how_to_get(config.model)}") from exc
+    sam = load_sam(sam_weights.path, device, pick_sam_dtype(config.sam_dtype, device.type))
     logger.info("Loaded reasoner: model=%s sam=%s backend=%s device=%s", config.model, config.sam, sam.name, device)
-    return SocioReasoner(config, VLMEngine(model, processor, kwargs), sam, vlm_weights, sam_weights)
+    return SocioReasoner(config, VLMEngine(model, processor, config), sam, vlm_weights, sam_weights)

@@ -2,52 +2,90 @@
 
 Per call: each tile's images are resized to model-input size once; its SAM image embedding is computed once and
 serves every query and both stages; generate() runs batch_size pairs at a time, tile-major, so the queries of a
-tile share one vision-encoder pass in stage 1.
+tile share one vision-encoder pass in stage 1; SAM decodes all objects of all queries of a tile per stage in as
+few calls as their point counts allow.
+
+This is the in-process (hf) engine. served.py runs the same steps per (tile, query) against a model server.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
-import sociomap
 from sociomap.reasoning.config import QueryResult, ReasonerConfig, TilePair
 from sociomap.reasoning.parse import ObjectPrompt, extract_answer, parse_object_prompts
-from sociomap.reasoning.prompts import stage1_prompt, stage2_prompt, templates_sha256
+from sociomap.reasoning.prompts import stage1_prompt, stage2_prompt
 from sociomap.reasoning.render import render_stage2_images, resize_mask_nearest
-from sociomap.reasoning.sam import SamBackend, SamEmbedding, segment_objects
-from sociomap.reasoning.vlm import VLMEngine, resize_for_model
-from sociomap.reasoning.weights import Weights, is_random_init
+from sociomap.reasoning.sam import SamBackend, SamEmbedding, Segmented, segment_queries
+from sociomap.reasoning.sampling import stage_seed
+from sociomap.reasoning.vlm import VLMEngine
+from sociomap.reasoning.weights import Weights
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class _Tile:
+class PreparedTile:
     """Per-tile state for one segment() call: model-input images (map, satellite) and the SAM embedding."""
 
     size: int
+    key: str
     images: list[Image.Image]
     embedding: SamEmbedding
 
 
 @dataclass
-class _Pair:
+class PairState:
     """Per-(tile, query) state between the stages."""
 
     tile: int
     query: str
     stage1: str = ""
     stage1_raw: str = ""
-    coarse: np.ndarray | None = None
+    coarse_prompts: list[ObjectPrompt] | None = None
+    coarse: Segmented | None = None
     stage2: str = ""
     final_prompts: list[ObjectPrompt] | None = None
-    mask: np.ndarray | None = None
+    final: Segmented | None = None
+
+
+def stage2_inputs(pair: PairState, tile: PreparedTile) -> tuple[str, list[Image.Image]]:
+    """The stage-2 user text and images: stage 1's raw answer in the prompt, its boxes and coarse mask drawn."""
+    answer = extract_answer(pair.stage1_raw)
+    coarse = resize_mask_nearest(pair.coarse.mask, tile.size, tile.size)
+    return stage2_prompt(pair.query, answer), render_stage2_images(tile.images, answer, coarse)
+
+
+def query_result(pair: PairState, tile: PreparedTile) -> QueryResult:
+    """Public record: masks at tile size, boxes/points/scores of the objects SAM segmented, in tile pixels."""
+    scale = tile.size / tile.embedding.size
+    kept = [pair.final_prompts[i] for i in pair.final.kept]
+    return QueryResult(
+        query=pair.query, mask=resize_mask_nearest(pair.final.mask, tile.size, tile.size),
+        coarse_mask=resize_mask_nearest(pair.coarse.mask, tile.size, tile.size), stage1_text=pair.stage1,
+        stage2_text=pair.stage2, boxes=[[c * scale for c in p.box] for p in kept],
+        points=[[x * scale, y * scale] for p in kept for x, y in p.points], scores=list(pair.final.scores),
+        coarse_scores=list(pair.coarse.scores))
+
+
+def segment_tile_pairs(sam: SamBackend, tiles: Sequence[PreparedTile], pairs: Sequence[PairState],
+                       stage: int) -> None:
+    """SAM for one stage of many pairs: per tile, all its pairs' objects in one segment_queries call."""
+    by_tile: dict[int, list[PairState]] = {}
+    for pair in pairs:
+        by_tile.setdefault(pair.tile, []).append(pair)
+    for index, members in by_tile.items():
+        prompts = [p.coarse_prompts if stage == 1 else p.final_prompts for p in members]
+        for pair, segmented in zip(members, segment_queries(sam, tiles[index].embedding, prompts)):
+            if stage == 1:
+                pair.coarse = segmented
+            else:
+                pair.final = segmented
 
 
 class SocioReasoner:
@@ -60,67 +98,48 @@ class SocioReasoner:
 
     def identity(self) -> dict[str, str]:
         """Everything that determines results (cache key + manifest); values are strings."""
-        decoding = {k: str(v) for k, v in asdict(self.config).items()
-                    if k in ("temperature", "top_p", "top_k", "max_new_tokens", "greedy", "seed")}
-        random_init = is_random_init(self.vlm_weights.path) or is_random_init(self.sam_weights.path)
-        return {
-            "model": self.vlm_weights.spec, "model_revision": self.vlm_weights.revision,
-            "sam": self.sam_weights.spec, "sam_revision": self.sam_weights.revision, "sam_backend": self.sam.name,
-            "prompts_sha256": templates_sha256(), "dtype": str(self.engine.model.dtype).removeprefix("torch."),
-            "code_version": sociomap.__version__, "random_init": str(random_init).lower(), **decoding,
-        }
+        from sociomap.reasoning.identity import loaded_identity
+
+        return loaded_identity(self.config, self.vlm_weights, self.sam_weights, self.sam.name,
+                               str(self.engine.model.dtype).removeprefix("torch."))
 
     def segment(self, tiles: Sequence[TilePair], queries: Sequence[str]) -> list[list[QueryResult]]:
         """result[i][j] for tile i and query j; bad model text gives empty masks, never an exception."""
-        if self.config.seed is not None:
-            torch.manual_seed(self.config.seed)
         prepared = [self._prepare(tile) for tile in tiles]
-        pairs = [_Pair(tile=i, query=q) for i in range(len(tiles)) for q in queries]
+        pairs = [PairState(tile=i, query=q) for i in range(len(tiles)) for q in queries]
         for batch in self._batches(pairs):
             self._stage1(batch, prepared)
+        segment_tile_pairs(self.sam, prepared, pairs, stage=1)
         for batch in self._batches(pairs):
             self._stage2(batch, prepared)
-        results = [self._result(pair, prepared[pair.tile]) for pair in pairs]
+        segment_tile_pairs(self.sam, prepared, pairs, stage=2)
+        results = [query_result(pair, prepared[pair.tile]) for pair in pairs]
         return [results[i * len(queries):(i + 1) * len(queries)] for i in range(len(tiles))]
 
-    def _prepare(self, tile: TilePair) -> _Tile:
+    def _prepare(self, tile: TilePair) -> PreparedTile:
         """Model-input images and the one SAM embedding of the (model-input size) satellite image."""
-        processor = self.engine.processor
-        images = [resize_for_model(tile.map, processor), resize_for_model(tile.satellite, processor)]
-        return _Tile(size=tile.size, images=images, embedding=self.sam.embed(np.asarray(images[1])))
+        images = [self.engine.model_images(tile.map), self.engine.model_images(tile.satellite)]
+        return PreparedTile(tile.size, tile.key, images, self.sam.embed(np.asarray(images[1])))
 
-    def _batches(self, pairs: list[_Pair]) -> list[list[_Pair]]:
+    def _batches(self, pairs: list[PairState]) -> list[list[PairState]]:
         """Consecutive (tile-major) chunks of batch_size pairs."""
         size = self.config.batch_size
         return [pairs[i:i + size] for i in range(0, len(pairs), size)]
 
-    def _stage1(self, batch: list[_Pair], tiles: list[_Tile]) -> None:
-        """Localization: generate boxes, then the coarse SAM mask at tile size."""
-        outputs = self.engine.generate([stage1_prompt(p.query) for p in batch], [tiles[p.tile].images for p in batch])
+    def _seeds(self, batch: list[PairState], tiles: list[PreparedTile], stage: int) -> list[int | None]:
+        """Each row's own seed, from (seed, tile key, query, stage): independent of the batch."""
+        return [stage_seed(self.config.seed, tiles[p.tile].key, p.query, stage) for p in batch]
+
+    def _stage1(self, batch: list[PairState], tiles: list[PreparedTile]) -> None:
+        """Localization: generate boxes (SAM follows for all pairs of each tile)."""
+        outputs = self.engine.generate([stage1_prompt(p.query) for p in batch], [tiles[p.tile].images for p in batch],
+                                       self._seeds(batch, tiles, 1))
         for pair, out in zip(batch, outputs):
-            tile = tiles[pair.tile]
             pair.stage1, pair.stage1_raw = out.text, out.raw
-            mask = segment_objects(self.sam, tile.embedding, parse_object_prompts(out.text))
-            pair.coarse = resize_mask_nearest(mask, tile.size, tile.size)
+            pair.coarse_prompts = parse_object_prompts(out.text)
 
-    def _stage2(self, batch: list[_Pair], tiles: list[_Tile]) -> None:
-        """Refinement: render stage-1 boxes + coarse mask on both images, generate boxes + points, final mask."""
-        texts, images = [], []
-        for pair in batch:
-            answer = extract_answer(pair.stage1_raw)
-            texts.append(stage2_prompt(pair.query, answer))
-            images.append(render_stage2_images(tiles[pair.tile].images, answer, pair.coarse))
-        for pair, out in zip(batch, self.engine.generate(texts, images)):
-            tile = tiles[pair.tile]
+    def _stage2(self, batch: list[PairState], tiles: list[PreparedTile]) -> None:
+        """Refinement: render stage-1 boxes + coarse mask on both images, generate boxes + points."""
+        texts, images = zip(*(stage2_inputs(pair, tiles[pair.tile]) for pair in batch))
+        for pair, out in zip(batch, self.engine.generate(texts, images, self._seeds(batch, tiles, 2))):
             pair.stage2, pair.final_prompts = out.text, parse_object_prompts(out.text)
-            mask = segment_objects(self.sam, tile.embedding, pair.final_prompts)
-            pair.mask = resize_mask_nearest(mask, tile.size, tile.size)
-
-    @staticmethod
-    def _result(pair: _Pair, tile: _Tile) -> QueryResult:
-        """Public record with boxes/points scaled from model-input to tile pixels."""
-        scale = tile.size / tile.embedding.size
-        return QueryResult(
-            query=pair.query, mask=pair.mask, coarse_mask=pair.coarse, stage1_text=pair.stage1,
-            stage2_text=pair.stage2, boxes=[[c * scale for c in p.box] for p in pair.final_prompts],
-            points=[[x * scale, y * scale] for p in pair.final_prompts for x, y in p.points])

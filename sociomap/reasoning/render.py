@@ -2,9 +2,15 @@
 
 Reference `render_image`: stage-1 boxes as blue rectangles of width 2, then the coarse mask composited in red
 (255, 0, 0) at alpha int(255 * 0.4), on BOTH model-input images (map, satellite).
+
+Boxes come from the model (untrusted): each coordinate is clipped to a few pixels beyond the image before PIL sees
+it (`drawable_box`), so a huge one costs nothing (PIL walks every row of a 1e9-tall box: 11 s; NaN: 35 s), and the
+drawn pixels are the same as the reference's for every box PIL draws in defined behaviour (|coordinate| < 2**31).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -14,6 +20,31 @@ from sociomap.reasoning.parse import render_boxes
 BOX_COLOR = "blue"
 BOX_WIDTH = 2
 MASK_RGBA = (255, 0, 0, int(255 * 0.4))
+
+
+def drawable_box(box: list, size: tuple[int, int]) -> list[tuple[float, float]] | None:
+    """A stage-1 box as PIL rectangle corners, clipped so PIL draws exactly the reference's pixels, or None.
+
+    PIL truncates each coordinate toward zero, refuses x1 < x0 or y1 < y0 (compared before truncation) and draws
+    an outline of width w inside the box: rows y0..y0+w-1 and y1-w+1..y1, columns likewise, and side lines from
+    y0+w to y1-w (drawn even when reversed). With every coordinate clipped to [-(w+1), size-1+(w+1)] each of those
+    lines that moved lies wholly outside the (width, height) = size image, the order of the corners is kept (or both clip to one value,
+    when both are beyond one edge and nothing of the box shows), so the visible pixels are unchanged.
+    Non-numbers give None (PIL raises; the reference skips the box), and so do NaN and infinities (deviation: the
+    reference hands them to C code whose float-to-int conversion is undefined, and stalls up to 35 s). Beyond
+    2**31 PIL's conversion is undefined too: there the clipped box draws what a box at the clip bound draws.
+    """
+    if not all(isinstance(c, (int, float)) for c in box):
+        return None
+    try:
+        coords = [float(c) for c in box]
+    except OverflowError:  # an integer beyond float range: PIL raises too, and the reference skips the box
+        return None
+    if not all(math.isfinite(c) for c in coords):
+        return None
+    margin = BOX_WIDTH + 1
+    x0, y0, x1, y1 = (min(max(c, -margin), edge - 1 + margin) for c, edge in zip(coords, size * 2))
+    return [(x0, y0), (x1, y1)]
 
 
 def resize_mask_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -52,9 +83,12 @@ def render_stage2_images(images: list[Image.Image], stage1_answer: str, coarse_m
         canvas = image.convert("RGBA")
         draw = ImageDraw.Draw(canvas)
         for box in boxes:
+            corners = drawable_box(box, canvas.size)
+            if corners is None:
+                continue
             try:
-                draw.rectangle([(box[0], box[1]), (box[2], box[3])], outline=BOX_COLOR, width=BOX_WIDTH)
-            except (TypeError, ValueError, KeyError, IndexError):  # reference: a box PIL cannot draw is skipped
+                draw.rectangle(corners, outline=BOX_COLOR, width=BOX_WIDTH)
+            except ValueError:  # reference: a box PIL refuses (x1 < x0 or y1 < y0) is skipped
                 continue
         rendered.append(Image.alpha_composite(canvas, overlay).convert("RGB"))
     return rendered

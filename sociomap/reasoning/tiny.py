@@ -46,15 +46,22 @@ def _tokenizer(vocab_size: int = 600):
 
 
 def build_tiny_vlm(directory: Path, hidden: int = 64, layers: int = 2, vision_depth: int = 2, seed: int = 0,
-                   kv_heads: int | None = None) -> Path:
+                   kv_heads: int | None = None, answer: str | None = None) -> Path:
     """Random Qwen2.5-VL (text `hidden` wide, `layers` deep, `kv_heads` key/value heads, default half the query
-    heads) + processor with Qwen's real pixel limits (768 -> 756)."""
+    heads) + processor with Qwen's real pixel limits (768 -> 756).
+
+    With `answer`, the model is rewired to reply exactly `answer` to any prompt (greedy): demos and end-to-end
+    tests get non-empty layers from a random SAM (see `_always_answer`).
+    """
+    from tokenizers import AddedToken
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers import Qwen2VLImageProcessorPil
 
     from sociomap.reasoning.vlm import TileVLProcessor
 
     tokenizer = _tokenizer()
+    if answer is not None:
+        tokenizer.add_tokens([AddedToken(answer, special=False, normalized=False)])
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     heads = max(4, hidden // 32)
     half = hidden // heads // 2  # mrope sections must sum to head_dim / 2
@@ -69,9 +76,13 @@ def build_tiny_vlm(directory: Path, hidden: int = 64, layers: int = 2, vision_de
                   fullatt_block_indexes=[vision_depth - 1], tokens_per_second=2)
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                               video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                              vision_end_token_id=ids["<|vision_end|>"], **{RANDOM_INIT_KEY: True})
+                              vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False,
+                              **{RANDOM_INIT_KEY: True})
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    if answer is not None:
+        _always_answer(model, tokenizer.convert_tokens_to_ids(answer), tokenizer.encode("assistant\n")[-1],
+                       ids["<|im_end|>"])
     model.generation_config = GenerationConfig(eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
                                                bos_token_id=ids["<|im_start|>"])
     processor = TileVLProcessor(image_processor=Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=12845056),
@@ -79,6 +90,26 @@ def build_tiny_vlm(directory: Path, hidden: int = 64, layers: int = 2, vision_de
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+@torch.no_grad()
+def _always_answer(model: torch.nn.Module, answer_id: int, prompt_end_id: int, eos_id: int) -> None:
+    """Make greedy decoding reply [answer token, EOS] to any prompt ending the chat template's way.
+
+    Every decoder layer's output projections are zeroed, so each position's hidden state is its own token
+    embedding; the embedding of the prompt's last token ("\n" after "assistant") points along axis 0, the answer
+    token's along axis 1, and only the answer token's (EOS's) output row reads axis 0 (axis 1).
+    """
+    text = model.model.language_model
+    for layer in text.layers:
+        layer.self_attn.o_proj.weight.zero_()
+        layer.mlp.down_proj.weight.zero_()
+    embed, head = text.embed_tokens.weight, model.lm_head.weight
+    for token, axis in ((prompt_end_id, 0), (answer_id, 1)):
+        embed[token] = 0.0
+        embed[token, axis] = 10.0
+    head[:, :2] = 0.0
+    head[answer_id, 0] = head[eos_id, 1] = 100.0
 
 
 def _tiny_sam2(directory: Path) -> None:
@@ -128,13 +159,14 @@ def _tiny_sa1(path: Path) -> None:
 _SAM_BUILDERS = {"sam2": _tiny_sam2, "sam": _tiny_hf_sam, "sa1": _tiny_sa1}
 
 
-def build_tiny_checkpoint(directory: Path, sam_backend: str = "sam2") -> Path:
-    """Write directory/"vlm" and the SAM weights (directory/"sam2", "sam" or "sam1.safetensors"); return directory."""
+def build_tiny_checkpoint(directory: Path, sam_backend: str = "sam2", answer: str | None = None) -> Path:
+    """Write directory/"vlm" and the SAM weights (directory/"sam2", "sam" or "sam1.safetensors"); return directory.
+    With `answer`, the VLM replies exactly that to every prompt (greedy decoding)."""
     if sam_backend not in _SAM_BUILDERS:
         raise ValueError(f"sam_backend must be one of {sorted(_SAM_BUILDERS)}, got {sam_backend!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    build_tiny_vlm(directory / "vlm")
+    build_tiny_vlm(directory / "vlm", answer=answer)
     torch.manual_seed(0)
     _SAM_BUILDERS[sam_backend](directory / TINY_SAM_DIRS[sam_backend])
     return directory

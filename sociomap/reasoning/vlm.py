@@ -3,6 +3,10 @@
 Shared work: rows of one generate() call that show the same image objects share the prefill of their common prompt
 prefix (prefix.py), so the K stage-1 queries of a tile pay for one vision pass and one LLM pass over its map and
 satellite images.
+
+Image size: the reference sets the processor's pixel limits to max 768*768, min 56*56 (its `getattr(...,
+"max_pixels", 768 * 768)` fallback, rlvr_socioseg_vlm_pipeline.py ~l.459) and resizes each image with smart_resize
+and the processor's resample before the processor sees it: 768 px tiles -> 756, 1024 -> 756, 512 -> 504.
 """
 
 from __future__ import annotations
@@ -19,10 +23,16 @@ from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 from transformers.processing_utils import ProcessorMixin
 
+from sociomap.reasoning.config import ReasonerConfig
 from sociomap.reasoning.prefix import generate_with_shared_prefixes
 from sociomap.reasoning.prompts import chat_messages
+from sociomap.reasoning.sampling import generation_config, logits_processors, stop_token_ids
 
 logger = logging.getLogger(__name__)
+
+MIN_PIXELS, MAX_PIXELS = 56 * 56, 768 * 768  # the reference's image pixel limits
+QWEN_FACTOR = 28  # Qwen2.5-VL: patch 14 x spatial merge 2; image sides are multiples of it
+QWEN_RESAMPLE = Image.BICUBIC  # Qwen2-VL image processor's resample
 
 
 class TileVLProcessor(Qwen2_5_VLProcessor):
@@ -61,67 +71,79 @@ class Generation:
     raw: str
 
 
-def model_input_size(processor: ProcessorMixin, tile_size: int) -> int:
-    """Square edge the VLM sees for a tile (Qwen smart_resize: 768 -> 756), from the processor's own limits."""
-    ip = processor.image_processor
-    size = getattr(ip, "size", None)
-    min_pixels = getattr(ip, "min_pixels", None) or (size and size.get("shortest_edge")) or 56 * 56
-    max_pixels = getattr(ip, "max_pixels", None) or (size and size.get("longest_edge")) or 28 * 28 * 1280
-    height, width = smart_resize(tile_size, tile_size, factor=ip.patch_size * ip.merge_size,
-                                 min_pixels=min_pixels, max_pixels=max_pixels)
+def model_input_size(tile_size: int, factor: int = QWEN_FACTOR) -> int:
+    """Square edge the VLM sees for a tile: smart_resize under the reference's pixel limits (768 -> 756)."""
+    height, _ = smart_resize(tile_size, tile_size, factor=factor, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
     return int(height)
 
 
-def resize_for_model(image: np.ndarray, processor: ProcessorMixin) -> Image.Image:
+def resize_for_model(image: np.ndarray, factor: int = QWEN_FACTOR, resample: int = QWEN_RESAMPLE) -> Image.Image:
     """(H, W, 3) uint8 -> PIL at model-input size with the processor's resample (reference `process_image`)."""
-    edge = model_input_size(processor, image.shape[0])
-    resample = getattr(processor.image_processor, "resample", Image.BICUBIC)
+    edge = model_input_size(image.shape[0], factor)
     return Image.fromarray(image).resize((edge, edge), resample=resample)
 
 
-class VLMEngine:
-    """Batched generation over (user text, [map, satellite]) requests with the reference's chat template."""
+def use_reference_pixel_limits(processor: ProcessorMixin) -> None:
+    """Set the image processor's limits to the reference's, so it keeps the model-input images as they are."""
+    processor.image_processor.size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
 
-    def __init__(self, model: torch.nn.Module, processor: ProcessorMixin, generate_kwargs: dict):
-        self.model, self.processor, self.generate_kwargs = model, processor, generate_kwargs
+
+class VLMEngine:
+    """Batched generation over (user text, [map, satellite]) requests with the reference's chat template and
+    sociomap's own decoding settings (never the checkpoint's generation_config, see sampling.py)."""
+
+    def __init__(self, model: torch.nn.Module, processor: ProcessorMixin, config: ReasonerConfig):
+        self.model, self.processor, self.config = model, processor, config
         processor.tokenizer.padding_side = "left"
+        tokenizer = processor.tokenizer
+        stops = stop_token_ids(model.generation_config, tokenizer.eos_token_id)
+        self.generation_config = generation_config(config.max_new_tokens, stops, tokenizer.pad_token_id,
+                                                   getattr(model.generation_config, "bos_token_id", None))
+        # generate() fills every field its config leaves unset from model.generation_config: make that ours too
+        model.generation_config = self.generation_config
 
     @property
     def device(self) -> torch.device:
         """Where the model's weights are."""
         return self.model.device
 
+    @property
+    def factor(self) -> int:
+        """Pixels per merged vision token along an edge (28 for Qwen2.5-VL)."""
+        return self.processor.image_processor.patch_size * self.processor.image_processor.merge_size
+
+    def model_images(self, image: np.ndarray) -> Image.Image:
+        """A tile image at model-input size, resized as the reference does."""
+        return resize_for_model(image, self.factor, getattr(self.processor.image_processor, "resample", QWEN_RESAMPLE))
+
     def chat_text(self, user_text: str) -> str:
         """The full prompt string: chat template over [map image, satellite image, text], generation prompt on."""
         return self.processor.apply_chat_template(chat_messages(user_text), tokenize=False, add_generation_prompt=True)
 
     @torch.inference_mode()
-    def generate(self, texts: Sequence[str], images: Sequence[Sequence[Image.Image]]) -> list[Generation]:
-        """Generate for a batch of prompts; images[i] = [map, satellite] at model-input size. Rows given the same
-        image objects (the queries of one tile) share the prefill of their common prompt prefix."""
+    def generate(self, texts: Sequence[str], images: Sequence[Sequence[Image.Image]],
+                 seeds: Sequence[int | None] | None = None) -> list[Generation]:
+        """Generate for a batch of prompts; images[i] = [map, satellite] at model-input size; seeds[i] seeds row
+        i's sampling (sampling.RowSampler; ignored when greedy). Rows given the same image objects (the queries of
+        one tile) share the prefill of their common prompt prefix."""
+        config = self.config
         flat = [image for pair in images for image in pair]
         inputs = self.processor(text=[self.chat_text(t) for t in texts], images=flat, padding=True,
                                 return_tensors="pt").to(self.device)
         keys = [tuple(id(image) for image in pair) for pair in images]
+        processors = logits_processors(config.greedy, config.temperature, config.top_p, config.top_k,
+                                       seeds if seeds is not None else [None] * len(texts))
         new = generate_with_shared_prefixes(self.model, inputs, keys, self.processor.tokenizer.pad_token_id,
-                                            self.generate_kwargs)
+                                            {"generation_config": self.generation_config,
+                                             "logits_processor": processors})
         texts_clean = self.processor.batch_decode(new, skip_special_tokens=True)
         texts_raw = self.processor.batch_decode(new, skip_special_tokens=False)
         return [Generation(text=c, raw=r) for c, r in zip(texts_clean, texts_raw)]
 
 
-def generate_kwargs(greedy: bool, temperature: float, top_p: float, top_k: int, max_new_tokens: int,
-                    pad_token_id: int | None) -> dict:
-    """Keyword arguments for model.generate: the reference's sampling, or plain argmax when greedy."""
-    if greedy:
-        sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    else:
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k}
-    return {**sampling, "max_new_tokens": max_new_tokens, "num_beams": 1, "pad_token_id": pad_token_id}
-
-
 def load_vlm(path: Path, device: torch.device, dtype: torch.dtype) -> tuple[torch.nn.Module, ProcessorMixin]:
-    """Qwen2.5-VL model (safetensors only) and its processor from a local folder."""
+    """Qwen2.5-VL model (safetensors only) and its processor (with the reference's pixel limits), local folder."""
     processor = TileVLProcessor.from_pretrained(path)
+    use_reference_pixel_limits(processor)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True)
     return model.to(device).eval(), processor

@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from sociomap.errors import ModelLoadError
 from sociomap.fingerprint import tree_sha256
 
@@ -15,6 +17,9 @@ logger = logging.getLogger(__name__)
 # Files a model folder needs; pickled weights (*.bin, *.pt) are never fetched or loaded from the hub.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]
 RANDOM_INIT_KEY = "sociomap_random_init"
+# What loading a broken model folder raises: missing or unreadable files (OSError), a truncated or garbage
+# .safetensors (SafetensorError, which derives from Exception only), configs and shapes that do not fit.
+LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ def test_reasoning_imports_and_runs_without_geo_stack(tmp_path):
         import sys
         import numpy as np
         from sociomap.reasoning import ReasonerConfig, TilePair, build_tiny_checkpoint, load_reasoner
+        import openai, sociomap.reasoning.served  # the openai engine's client too
         for backend in ("sam2", "sa1"):
             d = build_tiny_checkpoint({str(tmp_path)!r} + "/" + backend, backend)
             sam = d / {{"sam2": "sam2", "sa1": "sam1.safetensors"}}[backend]

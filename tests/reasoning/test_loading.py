@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import shutil
 
 import pytest
 
@@ -39,3 +40,16 @@ def test_random_weights_warning(tiny_config, caplog):
     with caplog.at_level(logging.WARNING, logger="sociomap.reasoning"):
         load_reasoner(tiny_config)
     assert "RANDOM WEIGHTS: outputs are meaningless" in caplog.text
+
+
+@pytest.mark.parametrize("part", ["vlm", "sam2"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_safetensors_is_a_weights_error(tiny_dir, tiny_config, tmp_path, part, damage):
+    broken = tmp_path / part
+    shutil.copytree(tiny_dir / part, broken)
+    weights = broken / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00" * 64)
+    field = "model" if part == "vlm" else "sam"
+    with pytest.raises(ModelLoadError, match=r"SafetensorError.*re-download|cannot load .*SafetensorError"):
+        load_reasoner(dataclasses.replace(tiny_config, **{field: str(broken)}))

@@ -1,11 +1,17 @@
 """Answer extraction and SAM-prompt parsing follow every reference rule; arbitrary text never crashes."""
 
 import json
+import re
+import time
 
+import numpy as np
+import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sociomap.reasoning.parse import ObjectPrompt, extract_answer, parse_object_prompts, render_boxes
+from sociomap.reasoning.parse import (MAX_OBJECTS, MAX_POINTS, ObjectPrompt, extract_answer, parse_object_prompts,
+                                      render_boxes)
 
 
 def answer(value) -> str:
@@ -85,3 +91,66 @@ def test_arbitrary_json_answers_give_well_formed_prompts(value):
 def test_valid_boxes_round_trip(boxes):
     text = answer([{"bbox_2d": list(b)} for b in boxes])
     assert [p.box for p in parse_object_prompts(text)] == [tuple(float(c) for c in b) for b in boxes]
+
+
+# --- untrusted answers: linear extraction, the int64 rule, bounded counts ---------------------------------------
+
+def regex_answer(text: str) -> str:
+    """The reference's extraction, verbatim."""
+    match = re.search(r"<answer>(.*?)</answer>", text, re.DOTALL)
+    return match.group(1).strip() if match else ""
+
+
+@given(st.lists(st.sampled_from(["<answer>", "</answer>", "<answer", "answer>", "x", " ", "\n", "[1]"]),
+                max_size=30).map("".join))
+def test_extract_answer_equals_the_reference_regex(text):
+    assert extract_answer(text) == regex_answer(text)
+
+
+def test_extract_answer_is_linear_on_unclosed_tags():
+    text = "<answer>" * 100_000  # the regex rescans the rest from each one: ~10^10 steps
+    start = time.perf_counter()
+    assert extract_answer(text) == "" and parse_object_prompts(text) == []
+    assert time.perf_counter() - start < 1.0
+
+
+def reference_sam_accepts(box, points) -> bool:
+    """Whether the reference's SAM call takes the object: np.array(box), np.array(points) -> torch float."""
+    try:
+        torch.as_tensor(np.array(box), dtype=torch.float)
+        if points:
+            torch.as_tensor(np.array(points), dtype=torch.float)
+    except (TypeError, ValueError, OverflowError, RuntimeError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("box", [[1, 2, 3, 2**63], [1, 2, 3, 2**64], [1, 2, 3, -2**63 - 1], [2**63] * 4,
+                                 [2**63 - 1] * 4, [-2**63, 0, 1, 2], [1.5, 2, 3, 2**64], [True, 2, 3, 4]])
+def test_the_int64_rule_follows_the_reference_conversion(box):
+    assert bool(parse_object_prompts(answer([{"bbox_2d": box}]))) == reference_sam_accepts(box, [])
+
+
+big_ints = st.integers(-2**66, 2**66) | st.sampled_from([2**63, 2**63 - 1, -2**63, -2**63 - 1, 2**64 - 1, 2**64])
+
+
+@given(st.lists(big_ints | st.floats(-1e300, 1e300), min_size=4, max_size=4),
+       st.lists(st.lists(big_ints | st.floats(-1e6, 1e6), min_size=2, max_size=2), max_size=3))
+def test_objects_are_kept_exactly_when_the_reference_sam_takes_them(box, points):
+    kept = parse_object_prompts(answer([{"bbox_2d": box, "points": points}]))
+    assert bool(kept) == reference_sam_accepts(box, points)
+
+
+def test_nan_and_infinity_objects_are_dropped():
+    text = '<answer>[{"bbox_2d": [1, 2, NaN, 4]}, {"bbox_2d": [1, 2, 3, 4], "points": [[Infinity, 1]]}, ' \
+           '{"bbox_2d": [1e400, 2, 3, 4]}, {"bbox_2d": [5, 6, 7, 8]}]</answer>'
+    assert parse_object_prompts(text) == [ObjectPrompt((5.0, 6.0, 7.0, 8.0), ())]
+
+
+def test_counts_are_bounded():
+    items = [{"bbox_2d": [i, i, i + 1, i + 1], "points": [[j, j] for j in range(MAX_POINTS + 50)]}
+             for i in range(MAX_OBJECTS + 50)]
+    prompts = parse_object_prompts(answer(items))
+    assert len(prompts) == MAX_OBJECTS and all(len(p.points) == MAX_POINTS for p in prompts)
+    assert prompts[-1].box[0] == MAX_OBJECTS - 1  # the first ones are kept
+    assert len(render_boxes(json.dumps(items))) == MAX_OBJECTS

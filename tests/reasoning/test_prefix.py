@@ -1,5 +1,7 @@
 """Shared-prefix generation: same greedy tokens as per-sample generate, and one prefix prefill per tile."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from PIL import Image
 
 from sociomap.reasoning.prefix import group_prefixes, left_pad
 from sociomap.reasoning.prompts import stage1_prompt
-from sociomap.reasoning.vlm import VLMEngine, generate_kwargs
+from sociomap.reasoning.vlm import VLMEngine
 
 QUERIES = ("a", "park and greenspace", "a much longer query about schools, hospitals and the like")
 
@@ -15,9 +17,8 @@ QUERIES = ("a", "park and greenspace", "a much longer query about schools, hospi
 @pytest.fixture(scope="module")
 def engine(reasoner):
     """The tiny model with greedy decoding long enough (24 tokens) for positions to matter."""
-    processor = reasoner.engine.processor
-    return VLMEngine(reasoner.engine.model, processor,
-                     generate_kwargs(True, 1.0, 1.0, 0, 24, processor.tokenizer.pad_token_id))
+    return VLMEngine(reasoner.engine.model, reasoner.engine.processor,
+                     dataclasses.replace(reasoner.config, greedy=True, max_new_tokens=24))
 
 
 def tile_images(sizes=(112, 112, 168), seed=1):
@@ -30,7 +31,7 @@ def per_sample_text(engine, text, images):
     """Raw completion (special tokens kept) of one sample through processor + model.generate."""
     inputs = engine.processor(text=[engine.chat_text(text)], images=images, return_tensors="pt")
     with torch.inference_mode():
-        out = engine.model.generate(**inputs, **engine.generate_kwargs)
+        out = engine.model.generate(**inputs, generation_config=engine.generation_config)
     return engine.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=False)[0]
 
 

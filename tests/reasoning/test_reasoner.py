@@ -21,8 +21,9 @@ class ScriptedEngine:
 
     def __init__(self, real, stage1=STAGE1, stage2=STAGE2):
         self.processor, self.model, self.answers, self.calls = real.processor, real.model, (stage1, stage2), []
+        self.model_images = real.model_images
 
-    def generate(self, texts, images):
+    def generate(self, texts, images, seeds=None):
         self.calls.append((list(texts), [list(pair) for pair in images]))
         answer = self.answers[0] if texts[0].startswith(
             "You will be given two images. The first is a map and the second is a corresponding satellite image."
@@ -40,9 +41,10 @@ class CountingSam:
         self.embeds += 1
         return self.real.embed(image)
 
-    def best_mask(self, embedding, prompt):
+    def decode(self, embedding, prompts):
         self.decodes += 1
-        return self.real.best_mask(embedding, prompt)
+        self.objects = getattr(self, "objects", 0) + len(prompts)
+        return self.real.decode(embedding, prompts)
 
 
 def scripted(reasoner, **answers):
@@ -85,14 +87,16 @@ def test_final_mask_boxes_and_points_in_tile_pixels(reasoner):
     assert r.points == [[192.0, 192.0], [pytest.approx(300 * 768 / 756), pytest.approx(100 * 768 / 756)]]
     emb = sam.real.embed(np.asarray(model._prepare(tiles[0]).images[1]))
     expected = segment_objects(sam.real, emb, parse_object_prompts(STAGE2))
-    assert np.array_equal(r.mask, resize_mask_nearest(expected, 768, 768))
+    assert np.array_equal(r.mask, resize_mask_nearest(expected.mask, 768, 768))
+    assert r.scores == expected.scores and len(r.coarse_scores) == 1
 
 
-def test_sam_embedding_once_per_tile_for_all_queries_and_both_stages(reasoner):
+def test_sam_embedding_once_per_tile_and_one_decoder_call_per_tile_and_stage(reasoner):
     model, _, sam = scripted(reasoner)
     model.segment(make_tiles(3), ["a", "b", "c", "d"])
     assert sam.embeds == 3
-    assert sam.decodes == 3 * 4 * 2  # one object per answer, both stages
+    assert sam.objects == 3 * 4 * 2  # one object per answer, both stages
+    assert sam.decodes == 3 * 2  # the 4 queries' objects of a tile share one call per stage
 
 
 def test_malformed_answers_give_empty_masks(reasoner):

@@ -1,10 +1,15 @@
 """Stage-2 rendering: blue width-2 boxes and a red alpha-0.4 mask on both images; OpenCV-nearest resizing."""
 
+import json
+import time
+
 import cv2
 import numpy as np
-from PIL import Image
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
 
-from sociomap.reasoning.render import render_stage2_images, resize_mask_nearest
+from sociomap.reasoning.render import drawable_box, render_stage2_images, resize_mask_nearest
 
 
 def gray(size=56):
@@ -59,3 +64,50 @@ def test_nothing_to_draw_hands_back_the_same_images_with_the_composited_pixels()
     # a box PIL cannot draw (x2 < x1) takes the compositing path with nothing drawn: same pixels as the inputs
     composited = render_stage2_images(images, '[{"bbox_2d": [40, 40, 10, 10]}]', empty)
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(composited, images))
+
+
+# --- untrusted boxes: clipped so PIL draws the reference's pixels, in bounded time ------------------------------
+
+def draw_reference(box, size=40):
+    """The reference's drawing of one box, verbatim: PIL gets the coordinates as emitted."""
+    canvas = Image.new("RGBA", (size, size), (100, 100, 100, 255))
+    try:
+        ImageDraw.Draw(canvas).rectangle([(box[0], box[1]), (box[2], box[3])], outline="blue", width=2)
+    except Exception:
+        pass
+    return np.asarray(canvas)
+
+
+def draw_clipped(box, size=40):
+    canvas = Image.new("RGBA", (size, size), (100, 100, 100, 255))
+    corners = drawable_box(box, canvas.size)
+    if corners is not None:
+        try:
+            ImageDraw.Draw(canvas).rectangle(corners, outline="blue", width=2)
+        except ValueError:
+            pass
+    return np.asarray(canvas)
+
+
+coordinate = (st.integers(-160, 200) | st.floats(-160, 200) | st.sampled_from([-4, -3, -2.5, -1, -0.5, 0, 38.9, 39,
+                                                                                 40, 41, 42, 42.5, 43, 44, 1e5, -1e5]))
+
+
+@given(st.lists(coordinate, min_size=4, max_size=4))
+def test_clipped_boxes_draw_the_reference_pixels(box):
+    assert np.array_equal(draw_clipped(box), draw_reference(box))
+
+
+def test_degenerate_boxes_beyond_one_edge_draw_nothing_as_in_the_reference():
+    for box in ([10, 100, 20, 101], [10, 1e4, 20, 5e4], [-1e4, 5, -1e3, 30], [50, 50, 45, 60], [10, -60, 20, -50]):
+        assert np.array_equal(draw_clipped(box), draw_reference(box)), box
+
+
+def test_absurd_boxes_render_in_bounded_time():
+    answer = json.dumps([{"bbox_2d": b} for b in ([10, 10, 40, 1e12], [10, -1e9, 40, 40], [1e300, 0, 2e300, 5],
+                                                  [10, 10, 40, 2**70], [0, 0, 10**400, 5])]).replace("1e+300", "NaN")
+    start = time.perf_counter()
+    out = render_stage2_images([gray(756), gray(756)], answer, np.zeros((768, 768), bool))
+    assert time.perf_counter() - start < 2.0  # the reference: minutes
+    arr = np.asarray(out[0])
+    assert arr[10, 20].tolist() == [0, 0, 255] and arr[700, 10].tolist() == [0, 0, 255]  # the tall box: top, left side
