@@ -114,10 +114,14 @@ def check_scheduler(address: str | None) -> None:
 
 def check_weights(reasoner: object, on_this_machine: bool) -> None:
     """Model folders given as paths exist; with --offline, hub models are in this machine's cache (when the
-    model runs here). Checked before the lock; the full resolution happens where the model runs."""
+    model runs here). Checked before the lock; the full resolution happens where the model runs. With
+    ``--engine openai`` the VLM is the server's model id (checked by asking the server), so only SAM is local."""
     from sociomap.reasoning.weights import looks_like_path, resolve_weights
 
-    for spec, revision in ((reasoner.model, reasoner.revision), (reasoner.sam, reasoner.sam_revision)):
+    local = [(reasoner.sam, reasoner.sam_revision)]
+    if reasoner.engine != "openai":
+        local.insert(0, (reasoner.model, reasoner.revision))
+    for spec, revision in local:
         if looks_like_path(spec) and not Path(spec).expanduser().exists():
             resolve_weights(spec, revision, offline=True)  # raises the one-line ModelLoadError with the fix
         elif not looks_like_path(spec) and not Path(spec).exists() and on_this_machine and reasoner.offline:
