@@ -48,10 +48,14 @@ def configure_logging(verbosity: int, json_logs: bool = False) -> None:
         handler: logging.Handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
     else:
-        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        from sociomap.cli.progress import console
+
+        # The progress bar's own console: rich prints log lines above a live bar (a second console on
+        # stderr would be swallowed by the bar's redirection when stderr is not a terminal, e.g. under cron).
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
     logging.basicConfig(level=level, handlers=[handler], force=True, format="%(message)s")
     logging.captureWarnings(True)  # third-party warnings go through logging too: -q hides them
-    for noisy in ("distributed", "rasterio", "fiona", "urllib3", "httpx", "PIL"):
+    for noisy in ("distributed", "rasterio", "fiona", "pyogrio", "numexpr", "urllib3", "httpx", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -18,6 +18,7 @@ from sociomap.errors import ConfigError, InputError, MapSourceError, MosaicError
 
 #: Errors that mean the disk (or the user's quota) is full, whatever layer raised them.
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_FULL_BELOW = 1 << 20  # a file system with less than 1 MiB free counts as full
 _FULL_MESSAGES = ("no space left on device", "database or disk is full", "disk quota exceeded")
 
 
@@ -152,8 +153,24 @@ def check_run_inputs(config: object) -> None:
         check_weights(config.reasoner, on_this_machine=config.executor.scheduler is None)
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """True when ``exc`` (an OSError, an SQLite error, a GDAL error wrapped by pyogrio, ...) says the disk is full."""
+def is_disk_full(exc: BaseException, folder: Path | None = None) -> bool:
+    """True when ``exc`` (an OSError, an SQLite error, a GDAL error wrapped by pyogrio, ...) says the disk is full,
+    or when ``folder``'s file system has no room left (GDAL drivers often report ENOSPC as a vague I/O error,
+    e.g. FlatGeobuf's "Unexpected I/O failure: seeking to temp feature location")."""
     if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
         return True
-    return any(m in str(exc).lower() for m in _FULL_MESSAGES)
+    if any(m in str(exc).lower() for m in _FULL_MESSAGES):
+        return True
+    return folder is not None and _free_bytes(folder) < _FULL_BELOW
+
+
+def _free_bytes(folder: Path) -> int:
+    """Free bytes for an unprivileged writer on ``folder``'s file system (its nearest existing parent's)."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return _FULL_BELOW  # cannot tell: not full
+    return st.f_bavail * st.f_frsize

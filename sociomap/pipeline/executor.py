@@ -292,6 +292,8 @@ def _start_cluster(specs: list[WorkerSpec], config: ExecutorConfig) -> object:
                                                   "env": s.env}} for s in specs}
     scheduler = {"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": None, "host": "127.0.0.1",
                                                "port": 0}}
+    if config.worker_dir is not None:  # the scheduler's scratch (locks) too: nothing of a run outside --out
+        scheduler["options"]["local_directory"] = str(config.worker_dir)
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR, name="sociomap")
 
 

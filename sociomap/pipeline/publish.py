@@ -16,7 +16,7 @@ from pathlib import Path
 from sociomap.errors import InputError, PublishRefusedError
 from sociomap.pipeline.manifest import build_manifest, read_manifest, write_json_atomic
 from sociomap.pipeline.outputs import (MANIFEST, carry_over, link_or_copy, prune_sets, publish_set, published_set,
-                                       set_files, staging_dir, state_dir)
+                                       remove_leftovers, set_files, staging_dir, state_dir)
 
 logger = logging.getLogger(__name__)
 
@@ -139,27 +139,30 @@ def export_published(out: Path, fmt: str, **options: object) -> Path:
     if fmt not in EXPORTS:
         raise InputError(f"export format {fmt!r} is not supported; use one of {', '.join(EXPORTS)}")
     with output_lock(state_dir(out)):
+        remove_leftovers(out)  # what a killed run or export left in OUT/.sociomap/staging
         current = published_set(out)
         if current is None:
             raise InputError(f"{out}: nothing published yet; run `sociomap run ... --out {out}` first")
         manifest = read_manifest(current / MANIFEST) or {}
         set_id = new_run_id()
         staging = staging_dir(out, f"export-{set_id}")
-        building = staging / "set"
-        building.mkdir()
-        old_files = set(manifest.get("exports", {}).get(fmt, {}).get("files", []))
-        for name in set_files(current):
-            if name not in old_files:
-                (building / name).parent.mkdir(parents=True, exist_ok=True)
-                link_or_copy(current / name, building / name)
-        logger.info("stage: exporting %s into a new set", fmt)
-        entry = write_export(building, fmt, options)
-        manifest.setdefault("exports", {})[fmt] = entry
-        manifest.setdefault("files", {}).setdefault("exports", {})[fmt] = entry["files"]
-        manifest["set_id"] = set_id
-        manifest["outputs"] = sorted({*manifest.get("outputs", []), *(str(out / f) for f in entry["files"])})
-        write_json_atomic(building / MANIFEST, manifest)
-        publish_set(out, building, set_id)
-        shutil.rmtree(staging, ignore_errors=True)
-        prune_sets(out)
+        try:
+            building = staging / "set"
+            building.mkdir()
+            old_files = set(manifest.get("exports", {}).get(fmt, {}).get("files", []))
+            for name in set_files(current):
+                if name not in old_files:
+                    (building / name).parent.mkdir(parents=True, exist_ok=True)
+                    link_or_copy(current / name, building / name)
+            logger.info("stage: exporting %s into a new set", fmt)
+            entry = write_export(building, fmt, options)
+            manifest.setdefault("exports", {})[fmt] = entry
+            manifest.setdefault("files", {}).setdefault("exports", {})[fmt] = entry["files"]
+            manifest["set_id"] = set_id
+            manifest["outputs"] = sorted({*manifest.get("outputs", []), *(str(out / f) for f in entry["files"])})
+            write_json_atomic(building / MANIFEST, manifest)
+            publish_set(out, building, set_id)
+            prune_sets(out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # a failed export leaves no scratch
         return out / entry["files"][0]

@@ -244,7 +244,7 @@ def run(config: RunConfig, reporter: Reporter | None = None) -> RunSummary:
     try:
         _locked_run(config, queries, mosaic, summary, reporter)
     except Exception as exc:
-        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+        if is_disk_full(exc, out) and not isinstance(exc, DiskFullError):
             raise DiskFullError(f"{out}: the disk is full ({exc}); the published layers were kept; free space "
                                 f"(e.g. `sociomap cache gc {out}`) or use another --out") from None
         raise
@@ -347,7 +347,7 @@ def _close(cache: ResultCache, status: str) -> None:
         cache.end_run(status)
         cache.close()
     except Exception as exc:  # sqlite3 errors, OSError: logged, the original outcome stands
-        logger.error("could not record the run's end in the cache: %s", exc)
+        _log_secondary("could not record the run's end in the cache: %s", exc)
 
 
 def _write_failure(config: RunConfig, summary: RunSummary, started: float, status: str) -> None:
@@ -356,7 +356,13 @@ def _write_failure(config: RunConfig, summary: RunSummary, started: float, statu
     try:
         write_json_atomic(state_dir(Path(config.out)) / f"failed-{summary.run_id}.json", data)
     except OSError as exc:  # a full or read-only disk must not hide the original error
-        logger.error("could not write the failure record: %s", exc)
+        _log_secondary("could not write the failure record: %s", exc)
+
+
+def _log_secondary(message: str, exc: BaseException) -> None:
+    """A failure while recording a failure: on a full disk it is the same error the user is about to read
+    (one line), so only -v shows it; anything else is an error of its own."""
+    logger.log(logging.INFO if is_disk_full(exc) else logging.ERROR, message, exc)
 
 
 def dry_run(config: RunConfig, queries: list[Query], mosaic: Mosaic) -> RunSummary:

@@ -318,7 +318,14 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's message is a page long; the first line says what it met
+        first = next((line for line in str(exc).splitlines() if "GLOBAL" in line), "not plain tensors").strip()
+        raise ModelLoadError(f"{path}: refused, the checkpoint holds more than tensors ({first}); use the official "
+                             "weights, or convert them to .safetensors") from None
 
 
 def _load_sa1(path: Path, device: torch.device, dtype: torch.dtype) -> SamBackend:

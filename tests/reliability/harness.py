@@ -17,10 +17,14 @@ from pathlib import Path
 
 from tests.conftest import REPO, subprocess_env
 
+FAULT_ENV = "SOCIOMAP_TEST_FAULT"  # a Fault as JSON, for the runner
 #: Modules whose import means heavy work began (seconds of start-up before a bad input is noticed).
 HEAVY = ("torch", "transformers", "distributed")
 _RUNNER = f"""
-import json, sys
+import json, os, sys
+if os.environ.get({FAULT_ENV!r}):
+    from tests.reliability.harness import install_fault
+    install_fault()
 from sociomap.cli import cli
 code = 0
 try:
@@ -44,6 +48,82 @@ class Outcome:
     def error_lines(self) -> list[str]:
         """Lines a user reads as errors (click's ``Error: ...``, tracebacks)."""
         return [line for line in self.stderr.splitlines() if line.startswith("Error") or "Traceback" in line]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A real fault injected at one call inside the CLI process: ``kill`` (SIGKILL to itself), ``fill`` (grow
+    ``ballast`` until its file system is full, then go on) or ``enospc`` (raise ENOSPC there, for machines where
+    no tmpfs can be mounted). The code under test is not changed; the test's runner wraps one attribute."""
+
+    target: str  # "package.module:Name.attr"; a module attribute ("m:os.replace") is wrapped in m only
+    action: str  # kill | fill | enospc
+    nth: int = 1  # the nth matching call
+    when: str = "before"  # before | after the call
+    match: str = ""  # only calls whose arguments' repr contains this
+    ballast: str = ""
+
+    def env(self, base: dict | None = None) -> dict:
+        return {**(base or subprocess_env()), FAULT_ENV: json.dumps(self.__dict__)}
+
+
+
+def install_fault() -> None:
+    """In the runner: wrap the attribute named by ``$SOCIOMAP_TEST_FAULT`` (a no-op without it)."""
+    import importlib
+    import types
+
+    if not os.environ.get(FAULT_ENV):
+        return
+    fault = Fault(**json.loads(os.environ[FAULT_ENV]))
+    module_name, _, path = fault.target.partition(":")
+    parent = importlib.import_module(module_name)
+    *owners, name = path.split(".")
+    for i, owner in enumerate(owners):
+        child = getattr(parent, owner)
+        if isinstance(child, types.ModuleType):  # e.g. manifest's `os`: a private copy, so only that module sees it
+            child = types.SimpleNamespace(**vars(child))
+            setattr(parent, owner, child)
+        parent = child
+    original, calls = getattr(parent, name), [0]
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        hit = fault.match in repr((args, kwargs))
+        calls[0] += hit
+        if hit and calls[0] == fault.nth and fault.when == "before":
+            _strike(fault)
+        result = original(*args, **kwargs)
+        if hit and calls[0] == fault.nth and fault.when == "after":
+            _strike(fault)
+        return result
+
+    setattr(parent, name, wrapper)
+
+
+def _strike(fault: Fault) -> None:
+    import errno
+    import signal
+
+    if fault.action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif fault.action == "enospc":
+        raise OSError(errno.ENOSPC, "No space left on device", fault.ballast)
+    elif fault.action == "fill":
+        fill_disk(Path(fault.ballast))
+
+
+def fill_disk(ballast: Path) -> None:
+    """Grow ``ballast`` until its file system refuses another byte (a real ENOSPC for whatever writes next)."""
+    import errno
+
+    with open(ballast, "ab", buffering=0) as f:
+        for chunk in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
 
 
 def cli(*args: object, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> Outcome:
@@ -87,6 +167,8 @@ def normalise(text: str, *paths: Path) -> str:
         text = text.replace(path, "<tmp>" if path != str(REPO) else "<repo>")
     text = re.sub(r"\d{8}T\d{6}Z-[0-9a-f]{6}", "<run_id>", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
+    text = re.sub(r"\(pid \d+\)", "(pid <pid>)", text)
+    text = re.sub(r"has \d+ cores; use at most \d+", "has <n> cores; use at most <n>", text)
     text = re.sub(r"/tmp/pytest-of-[^/\s]+/pytest-\d+/", "<tmp>/", text)
     text = re.sub(r"\b[0-9a-f]{12,64}\b", "<hash>", text)
     return " ".join(text.split())
