@@ -28,8 +28,9 @@ class ScriptedVLM:
 
     def __init__(self, real):
         self.processor, self.model, self.calls = real.processor, real.model, []
+        self.model_images = real.model_images  # the real engine's resizing: only the answers are scripted
 
-    def generate(self, texts, images):
+    def generate(self, texts, images, seeds=None):
         found = [re.search(r"find '(.*?)' with bboxs|for \"(.*?)\" have been", t).group(1, 2) for t in texts]
         queries = [a or b for a, b in found]
         stage = 1 if "Please find" in texts[0] else 2
@@ -51,7 +52,7 @@ class Refuse:
 
     processor = model = None
 
-    def generate(self, texts, images):
+    def generate(self, texts, images, seeds=None):
         raise AssertionError("the model ran although every sample was cached")
 
 
