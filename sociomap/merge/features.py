@@ -27,8 +27,9 @@ if TYPE_CHECKING:  # geopandas is only needed by to_frame: merge workers do with
 
 #: Output columns besides geometry, in order.
 COLUMNS = ("query", "query_kind", "function", "area_m2", "n_tiles", "n_pieces", "tiles", "run_id", "model",
-           "prompts", "reasoning", "crosses_seam")
-_DTYPES = {"area_m2": np.float64, "n_tiles": np.int64, "n_pieces": np.int64, "crosses_seam": bool}
+           "prompts", "reasoning", "crosses_seam", "confidence")
+_DTYPES = {"area_m2": np.float64, "n_tiles": np.int64, "n_pieces": np.int64, "crosses_seam": bool,
+           "confidence": np.float64}
 #: Seam edges a hair apart leave a union of connected pieces in parts; it is redone on this grid (metres).
 UNION_GRID_M = 1e-3
 
@@ -156,7 +157,7 @@ def _single_columns(call_ids: np.ndarray, calls: dict[int, Call]) -> dict[str, n
     """Provenance of one-call objects, built once per distinct call and spread column-wise."""
     unique, which = np.unique(call_ids, return_inverse=True)
     rows = [_call_row(calls[int(c)]) for c in unique]
-    return {name: np.array([r[name] for r in rows] + [None], dtype=object)[:-1][which.reshape(-1)]
+    return {name: np.array([r[name] for r in rows] + [None], dtype=_DTYPES.get(name, object))[:-1][which.reshape(-1)]
             if name != "n_tiles" else np.ones(len(call_ids), dtype=np.int64) for name in rows[0]}
 
 
@@ -166,7 +167,25 @@ def _call_row(call: Call) -> dict[str, object]:
         prompts = f'{{{json.dumps(call.query)}:{{"{call.tile}":{call.prompts}}}}}'
     return {"query": call.query, "query_kind": call.query_kind, "function": call.function, "n_tiles": 1,
             "tiles": call.tile, "run_id": call.run_id or None, "model": call.model or None, "prompts": prompts,
-            "reasoning": call.reasoning or None}
+            "reasoning": call.reasoning or None, "confidence": _or_nan(call.confidence)}
+
+
+def _or_nan(value: float | None) -> float:
+    return np.nan if value is None else float(value)
+
+
+def feature_confidence(calls: list[Call]) -> float:
+    """An object's confidence from its calls': the mean over the tiles of each query (a seam-split object is
+    one piece of evidence), then combined over queries as independent evidence, 1 - prod(1 - c_q); NaN when
+    no call has one. Documented in docs/merge.md."""
+    per_query: dict[str, list[float]] = {}
+    for c in calls:
+        if c.confidence is not None:
+            per_query.setdefault(c.query, []).append(c.confidence)
+    if not per_query:
+        return np.nan
+    miss = np.prod([1.0 - float(np.mean(v)) for v in per_query.values()])
+    return float(1.0 - miss)
 
 
 def _group_row(calls: list[Call]) -> dict[str, object]:
@@ -189,6 +208,7 @@ def _group_row(calls: list[Call]) -> dict[str, object]:
         "model": _join(c.model for c in calls),
         "prompts": json.dumps(prompts, separators=(",", ":"), sort_keys=True) if prompts else None,
         "reasoning": _join(c.reasoning for c in calls),
+        "confidence": feature_confidence(calls),
     }
 
 

@@ -32,13 +32,13 @@ CREATE TABLE IF NOT EXISTS pieces (
     minx REAL, miny REAL, maxx REAL, maxy REAL, geom BLOB NOT NULL);
 """
 #: Columns added after the first release; an older store gets them on open (a resumed run).
-_ADDED_CALL_COLUMNS = {"query_kind": "TEXT", "n_pieces": "INTEGER"}
+_ADDED_CALL_COLUMNS = {"query_kind": "TEXT", "n_pieces": "INTEGER", "confidence": "REAL"}
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS calls_layer ON calls (layer);
 CREATE INDEX IF NOT EXISTS pieces_call ON pieces (call_id);
 """
 #: What ``read_calls`` returns per call, in this order (``Call`` fields).
-_CALL_COLUMNS = "call_id, z, x, y, query, query_kind, function, run_id, model, prompts, reasoning"
+_CALL_COLUMNS = "call_id, z, x, y, query, query_kind, function, run_id, model, prompts, reasoning, confidence"
 _ATTRS = ("query", "query_kind", "function", "run_id", "model", "prompts", "reasoning")
 _COMMIT_EVERY = 500
 
@@ -57,6 +57,7 @@ class Call:
     model: str | None
     prompts: str | None
     reasoning: str | None
+    confidence: float | None = None  # of this (tile, query) result, 0..1 (sociomap.pipeline.segmenters)
 
     @property
     def tile(self) -> str:
@@ -135,7 +136,7 @@ class PieceStore:
 
         attrs keys: query (required), query_kind (function/class/name), function, run_id, model,
         prompts (JSON text of the model's boxes and points in tile pixels), reasoning (a pointer to the
-        model's text, e.g. a cache-file path). Several queries may share a layer (a socio-function):
+        model's text, e.g. a cache-file path), confidence (0..1, of this tile's result). Several queries may share a layer (a socio-function):
         their pieces are reconciled into one entity set.
         """
         if not attrs.get("query"):
@@ -149,9 +150,10 @@ class PieceStore:
         geoms = np.asarray(geometries, dtype=object).reshape(-1)
         cursor = self._db.execute(
             "INSERT INTO calls (layer, query, query_kind, function, z, x, y, run_id, model, prompts, reasoning,"
-            " n_pieces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " n_pieces, confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (layer, values["query"], values["query_kind"], values["function"], tile.z, tile.x, tile.y,
-             values["run_id"], values["model"], values["prompts"], values["reasoning"], len(geoms)),
+             values["run_id"], values["model"], values["prompts"], values["reasoning"], len(geoms),
+             None if attrs.get("confidence") is None else float(attrs["confidence"])),
         )
         if len(geoms):
             bounds = shapely.bounds(geoms)

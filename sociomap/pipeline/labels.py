@@ -46,8 +46,9 @@ def _as_run_schema(frame: gpd.GeoDataFrame, run_id: str, source: str) -> gpd.Geo
     out["prompts"] = ""
     out["reasoning"] = ""
     out["crosses_seam"] = False
+    out["confidence"] = 1.0  # reference labels: what OSM says, not a prediction
     cols = ["query", "function", "area_m2", "n_tiles", "n_pieces", "tiles", "run_id", "model", "prompts",
-            "reasoning", "crosses_seam", "socio_class", "name", "osm_id"]
+            "reasoning", "crosses_seam", "confidence", "socio_class", "name", "osm_id"]
     return out[cols + ["geometry"]]
 
 

@@ -285,7 +285,7 @@ class Driver:
         """Provenance a result's features carry: the model's prompts and a pointer to its texts."""
         prompts = {k: meta[k] for k in ("boxes", "points") if k in meta}
         return {"prompts": json.dumps(prompts) if prompts else None,
-                "reasoning": key if "stage1_text" in meta else None}
+                "reasoning": key if "stage1_text" in meta else None, "confidence": meta.get("confidence")}
 
     def _add_pieces(self, tile: mercantile.Tile, query: int, wkb: list[bytes], attrs: dict) -> None:
         if not wkb:

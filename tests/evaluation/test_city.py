@@ -73,7 +73,9 @@ def test_osm_run_against_osm_labels_is_near_perfect(baseline):
         assert s["area_iou"] > 0.97 and s["area_precision"] > 0.98 and s["area_recall"] > 0.98
         assert s["tp"] == s["n_model"] == s["n_reference"] and s["fp"] == s["fn"] == 0
         assert s["precision"] == s["recall"] == s["f1"] == 1.0
-        assert s["confidence"] == "no confidence attribute"
+        # every OSM-baseline feature has confidence 1.0: each bin keeps all of them, all right
+        assert [b["kept"] for b in s["confidence"]] == [s["n_model"]] * len(s["confidence"])
+        assert all(b["precision"] == 1.0 for b in s["confidence"])
     # 17 OSM parks: touching ones are one object, one is a 0.9 m² sliver, two lie outside the mosaic.
     assert scores["park_and_greenspace"]["n_reference"] == 13
     assert scores["educational"]["n_reference"] == 2  # the third school is outside the covered area

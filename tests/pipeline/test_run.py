@@ -33,8 +33,9 @@ def test_layers_are_written_per_socio_function(osm_run_config):
     assert [name for name, _ in pyogrio.list_layers(park)] == ["park_and_greenspace"]
     gdf = pyogrio.read_dataframe(park)
     assert len(gdf) == summary.layers["park_and_greenspace"] > 0
-    for col in ("query", "function", "area_m2", "n_tiles", "run_id"):
+    for col in ("query", "function", "area_m2", "n_tiles", "run_id", "confidence"):
         assert col in gdf.columns
+    assert (gdf["confidence"] == 1.0).all()  # the OSM baseline's rules are exact
     assert set(gdf["query"]) == {"Park"} and set(gdf["function"]) == {"Park and greenspace"}
     assert (gdf["run_id"] == summary.run_id).all()
     assert summary.tiles_empty > 0, "tiles over the nodata strip must be skipped and counted"

@@ -44,3 +44,22 @@ def test_a_sampled_answer_does_not_depend_on_its_batch_companions(sampling_segme
 def test_the_seed_follows_the_tile_key(sampling_segmenter):
     (a, b) = _texts(sampling_segmenter, _tiles(), ["park"]).values()
     assert a != b, "identical pixels at two tiles must be sampled with two seeds (the tile key reaches the model)"
+
+
+def test_result_confidence_is_sam_score_times_stage_agreement():
+    from sociomap.pipeline.segmenters import result_confidence
+
+    final = np.zeros((4, 4), bool)
+    final[:2, :] = True  # 8 pixels
+    coarse = np.zeros((4, 4), bool)
+    coarse[:1, :] = True  # 4 pixels inside the final mask: IoU 4/8
+    assert result_confidence(final, coarse, [0.9, 0.7]) == pytest.approx(0.8 * 0.5)
+    assert result_confidence(final, final, [1.7]) == 1.0  # scores are clipped to 0..1
+    assert result_confidence(np.zeros((4, 4), bool), coarse, [0.9]) is None  # nothing found, no feature
+
+
+def test_every_model_result_carries_a_confidence(sampling_segmenter):
+    (row, *_) = sampling_segmenter.segment(_tiles(), resolve_queries(["park"]))
+    for seg in row:
+        c = seg.meta["confidence"]
+        assert (c is None) == (not seg.mask.any()) and (c is None or 0.0 <= c <= 1.0)
