@@ -118,7 +118,7 @@ def _native_m(ds: object, crs: object, transform: object) -> float:
 def _bounds_of(ds: object, transform: object) -> tuple[float, float, float, float]:
     from rasterio.transform import array_bounds
 
-    bottom, left, top, right = array_bounds(ds.height, ds.width, transform)  # (south, west, north, east)
+    left, bottom, right, top = array_bounds(ds.height, ds.width, transform)  # (west, south, east, north)
     return left, bottom, right, top
 
 
@@ -144,7 +144,7 @@ def _read_info(path: object) -> _Info:
                                     [list(b) for b in ds.block_shapes], len(gcps)])
             return _Info(crs.to_wkt(), ds.count, ds.dtypes[0], ds.width, ds.height, _palette(ds),
                          _native_m(ds, crs, transform), hashlib.sha256(structure.encode()).hexdigest())
-    except rasterio.errors.RasterioError as exc:
+    except (rasterio.errors.RasterioError, rasterio.errors.CPLE_BaseError) as exc:  # GDAL's own errors too
         raise _open_error(path, exc) from exc
 
 

@@ -75,3 +75,17 @@ def test_mosaic_pickles_without_its_open_dataset(utm_mosaic):
     clone = pickle.loads(pickle.dumps(mosaic))
     a, b = mosaic.read(tile, 128), clone.read(tile, 128)
     assert (a is None and b is None) or np.array_equal(a.rgb, b.rgb)
+
+
+@pytest.mark.parametrize("lon,lat", [(-122.26, 37.87), (24.94, 60.17)])
+def test_native_resolution_of_a_geographic_raster(tmp_path, lon, lat):
+    """A 1e-5 degree pixel is 1.11 m of Web-Mercator x and 1.11 m / cos(lat) of y; the native resolution (GDAL's
+    square suggestion) lies between. The bounds were once read in the wrong order: west of -90 degrees that
+    failed outright (the Berkeley map), elsewhere it gave the zoom advice wrong numbers."""
+    import math
+
+    path = write_geotiff(tmp_path / "geo.tif", synthetic_rgb(64, 64), "EPSG:4326", from_origin(lon, lat, 1e-5, 1e-5))
+    tile_m = 2 * math.pi * 6378137.0 / 2**18 / 256
+    native = Mosaic(path).upsampling(18, 256) * tile_m
+    x_m = 1e-5 * math.pi / 180 * 6378137.0
+    assert x_m * 0.99 <= native <= x_m / math.cos(math.radians(lat)) * 1.01
