@@ -124,6 +124,7 @@ def _bounds_of(ds: object, transform: object) -> tuple[float, float, float, floa
 
 def _read_info(path: object) -> _Info:
     import rasterio
+    from rasterio._err import CPLE_BaseError  # not re-exported by rasterio.errors
     from rasterio.transform import from_gcps
 
     source = gdal_path(path)
@@ -144,7 +145,7 @@ def _read_info(path: object) -> _Info:
                                     [list(b) for b in ds.block_shapes], len(gcps)])
             return _Info(crs.to_wkt(), ds.count, ds.dtypes[0], ds.width, ds.height, _palette(ds),
                          _native_m(ds, crs, transform), hashlib.sha256(structure.encode()).hexdigest())
-    except (rasterio.errors.RasterioError, rasterio.errors.CPLE_BaseError) as exc:  # GDAL's own errors too
+    except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:  # GDAL's own errors too
         raise _open_error(path, exc) from exc
 
 
