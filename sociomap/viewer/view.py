@@ -16,6 +16,7 @@ from pathlib import Path
 import pyogrio
 
 from sociomap.errors import InputError
+from sociomap.pipeline.outputs import STATE_DIR
 from sociomap.viewer.style import layer_colour
 
 logger = logging.getLogger(__name__)
@@ -304,7 +305,16 @@ def _describe(kind: str, random_weights: bool, manifest: dict | None, layers: tu
 
 def _title(out: Path, kind: str) -> str:
     names = {"labels": "OSM reference layers", "osm-baseline": "OSM baseline run", "model": "sociomap run"}
-    return f"{names[kind]}: {out.resolve().name}"
+    return f"{names[kind]}: {_output_name(out)}"
+
+
+def _output_name(folder: Path) -> str:
+    """The user's output folder name, also for a set inside it (OUT/.sociomap/sets/<id>, a set being built)."""
+    resolved = Path(folder).resolve()
+    for parent in (resolved, *resolved.parents):
+        if parent.name == STATE_DIR:
+            return parent.parent.name
+    return resolved.name
 
 
 def _exists(source: str) -> bool:

@@ -85,3 +85,9 @@ def test_text_in_the_data_cannot_break_out_of_the_page(baseline_run, tmp_path):
 def test_render_page_escapes_the_title():
     page = render_page({"title": "<i>x</i>", "style": {"sources": {}}}, inline=False)
     assert "<title><i>" not in page and "&lt;i&gt;x&lt;/i&gt;" in page
+
+
+def test_a_set_is_titled_by_its_output_folder(baseline_run):
+    """The published set (OUT/.sociomap/sets/<id>) and a set being built carry OUT's name, not their own."""
+    for folder in (baseline_run, (baseline_run / "current").resolve()):
+        assert open_run(folder).title == f"OSM baseline run: {baseline_run.name}"
