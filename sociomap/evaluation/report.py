@@ -96,6 +96,26 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+CONFIDENCE_STEPS = tuple(i / 10 for i in range(10))
+
+
+def sample_confidence_bins(records: Sequence[object], threshold: float) -> list[dict] | str:
+    """For each t in 0.0, 0.1, ..., 0.9, the samples whose stage-2 mask has confidence >= t: how many, the share
+    of them right (stage-2 IoU >= ``threshold``: precision) and the share of samples with a target found right
+    among them (recall); NO_CONFIDENCE when no sample has a confidence (nothing found, or old cache entries)."""
+    rated = [r for r in records if r.confidence is not None]
+    if not rated:
+        return NO_CONFIDENCE
+    targets = sum(1 for r in records if r.gt_px > 0)
+    bins = []
+    for t in CONFIDENCE_STEPS:
+        kept = [r for r in rated if r.confidence >= t]
+        right = sum(1 for r in kept if r.gt_px > 0 and r.stage2.iou >= threshold)
+        bins.append({"threshold": t, "kept": len(kept), "precision": right / len(kept) if kept else None,
+                     "recall": right / targets if targets else None})
+    return bins
+
+
 def summary_json(evaluation: object, rows: Sequence[GroupRow]) -> dict:
     """The machine-readable report."""
     return {
@@ -110,7 +130,7 @@ def summary_json(evaluation: object, rows: Sequence[GroupRow]) -> dict:
         "groups": [{"by": r.by, "name": r.name, "n": r.n, "stage1": asdict(r.stage1),
                     "stage2": asdict(r.stage2)} for r in rows],
         "failures": failure_counts(evaluation.records),
-        "confidence": NO_CONFIDENCE,
+        "confidence": sample_confidence_bins(evaluation.records, evaluation.threshold),
         "paper": {k: dict(zip(("ciou", "giou", "f1"), v, strict=True)) for k, v in PAPER.items()},
     }
 
@@ -177,8 +197,14 @@ def summary_markdown(evaluation: object, rows: Sequence[GroupRow]) -> str:
     counts = failure_counts(evaluation.records)
     lines += [f"## Failures (stage-2 IoU < {FAILURE_IOU})", "", "| mode | samples |", "|---|---|"]
     lines += [f"| {mode} | {n} |" for mode, n in counts.items()]
-    lines += ["", f"Confidence bins: {NO_CONFIDENCE}.", ""]
-    return "\n".join(lines)
+    bins = sample_confidence_bins(evaluation.records, evaluation.threshold)
+    lines += ["", "## Confidence bins (stage 2)", ""]
+    if isinstance(bins, str):
+        return "\n".join(lines + [f"{bins}.", ""])
+    lines += [f"A sample is right when its stage-2 IoU >= {evaluation.threshold}; confidence = SAM's predicted IoU "
+              "x stage-1/stage-2 agreement (docs/merge.md).", "", "| confidence >= | kept | P | R |", "|---|---|---|---|"]
+    lines += [f"| {b['threshold']:.1f} | {b['kept']} | {_pct(b['precision'])} | {_pct(b['recall'])} |" for b in bins]
+    return "\n".join(lines + [""])
 
 
 def write_report(out: Path, evaluation: object, gallery: object) -> list[Path]:

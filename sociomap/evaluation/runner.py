@@ -51,6 +51,7 @@ class Prediction:
     stage2_text: str
     boxes: list[list[float]]
     points: list[list[float]]
+    scores: list[float] = field(default_factory=list)  # SAM's predicted IoU of each final mask
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class SampleRecord:
     gt_px: int
     failure: str | None  # a failures.MODES entry when stage-2 IoU < 0.1
     failure_detail: str = ""
+    confidence: float | None = None  # sociomap.reasoning.confidence of the stage-2 mask (None: nothing found)
 
 
 @dataclass
@@ -130,7 +132,8 @@ def sample_key(sample: Sample, identity_digest: str) -> str:
 def _pack(prediction: Prediction) -> tuple[np.ndarray, dict]:
     """One store entry per sample: final and coarse masks side by side (H, 2W), texts and prompts as meta."""
     meta = {"stage1_text": prediction.stage1_text, "stage2_text": prediction.stage2_text,
-            "boxes": prediction.boxes, "points": prediction.points, "layout": "final|coarse"}
+            "boxes": prediction.boxes, "points": prediction.points, "scores": prediction.scores,
+            "layout": "final|coarse"}
     return np.concatenate([prediction.mask, prediction.coarse_mask], axis=1), meta
 
 
@@ -140,7 +143,7 @@ def _unpack(entry: object, size: int) -> Prediction | None:
     if meta.get("layout") != "final|coarse" or mask.shape != (size, 2 * size):
         return None
     return Prediction(mask[:, :size], mask[:, size:], meta["stage1_text"], meta["stage2_text"],
-                      meta["boxes"], meta["points"])
+                      meta["boxes"], meta["points"], meta.get("scores", []))
 
 
 def _tile_pair(sample: Sample) -> object:
@@ -155,7 +158,7 @@ def _tile_pair(sample: Sample) -> object:
 def _as_prediction(result: object) -> Prediction:
     return Prediction(np.asarray(result.mask, bool), np.asarray(result.coarse_mask, bool), result.stage1_text,
                       result.stage2_text, [list(map(float, b)) for b in result.boxes],
-                      [list(map(float, p)) for p in result.points])
+                      [list(map(float, p)) for p in result.points], [float(s) for s in result.scores])
 
 
 def predict(reasoner: SocioReasoner, samples: Sequence[Sample], batch_size: int) -> list[Prediction]:
@@ -182,8 +185,11 @@ def score_sample(sample: Sample, prediction: Prediction, threshold: float = IOU_
     if stage2.iou < FAILURE_IOU:
         pred = prediction.mask if sample.valid is None else prediction.mask & sample.valid
         mode, detail = failure_mode(pred, sample.mask, prediction.stage2_text, len(prediction.boxes))
+    from sociomap.reasoning.confidence import result_confidence
+
     return SampleRecord(sample.id, sample.query, sample.info, stage1, stage2, len(prediction.boxes),
-                        int(np.count_nonzero(sample.mask)), mode, detail)
+                        int(np.count_nonzero(sample.mask)), mode, detail,
+                        result_confidence(prediction.mask, prediction.coarse_mask, prediction.scores))
 
 
 def safe_name(sample_id: str) -> str:

@@ -57,7 +57,7 @@ class Call:
     model: str | None
     prompts: str | None
     reasoning: str | None
-    confidence: float | None = None  # of this (tile, query) result, 0..1 (sociomap.pipeline.segmenters)
+    confidence: float | None = None  # of this (tile, query) result, 0..1 (sociomap.reasoning.confidence)
 
     @property
     def tile(self) -> str:

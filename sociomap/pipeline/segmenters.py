@@ -79,17 +79,9 @@ class ReasonerSegmenter:
         return [[Segmentation(r.mask, _reasoner_meta(r)) for r in row] for row in rows]
 
 
-def result_confidence(mask: np.ndarray, coarse: np.ndarray, scores: Sequence[float]) -> float | None:
-    """How sure the model is of one (tile, query) mask, 0..1: SAM's mean predicted IoU of the final masks times
-    the IoU of the stage-1 (coarse) and stage-2 (final) masks; None when nothing was found."""
-    if not mask.any() or not len(scores):
-        return None
-    sam = float(np.clip(np.mean(scores), 0.0, 1.0))
-    agreement = float(np.logical_and(mask, coarse).sum() / np.logical_or(mask, coarse).sum())
-    return round(sam * agreement, 4)
-
-
 def _reasoner_meta(result: object) -> dict:
+    from sociomap.reasoning.confidence import result_confidence
+
     return {
         "confidence": result_confidence(result.mask, result.coarse_mask, result.scores),
         "stage1_text": result.stage1_text,

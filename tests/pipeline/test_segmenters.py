@@ -47,7 +47,7 @@ def test_the_seed_follows_the_tile_key(sampling_segmenter):
 
 
 def test_result_confidence_is_sam_score_times_stage_agreement():
-    from sociomap.pipeline.segmenters import result_confidence
+    from sociomap.reasoning.confidence import result_confidence
 
     final = np.zeros((4, 4), bool)
     final[:2, :] = True  # 8 pixels
