@@ -168,6 +168,9 @@ def normalise(text: str, *paths: Path) -> str:
     text = re.sub(r"\d{8}T\d{6}Z-[0-9a-f]{6}", "<run_id>", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
     text = re.sub(r"\(pid \d+\)", "(pid <pid>)", text)
+    # How many tiles of a cut-short mosaic fail depends on which worker read which neighbour first (GDAL's
+    # block cache): 12 or 13 were seen. The behaviour under test is the one line, not the count.
+    text = re.sub(r"\b\d+ tile\(s\) failed", "<n> tile(s) failed", text)
     text = re.sub(r"has \d+ cores; use at most \d+", "has <n> cores; use at most <n>", text)
     text = re.sub(r"/tmp/pytest-of-[^/\s]+/pytest-\d+/", "<tmp>/", text)
     text = re.sub(r"\b[0-9a-f]{12,64}\b", "<hash>", text)
