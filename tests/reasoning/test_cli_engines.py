@@ -29,7 +29,7 @@ def sociomap(*args: str, **env: str) -> subprocess.CompletedProcess:
 def run_args(mosaic: Path, map_raster: Path, out: Path, checkpoint: Path, *extra: str) -> list[str]:
     return ["run", str(mosaic), "--map", str(map_raster), "--classes", CLASSES, "--out", str(out),
             "--sam", str(checkpoint / "sam2"), "--greedy", "--max-new-tokens", "8", "--tile-size", "256", "--zoom", "15",
-            "--workers", "0", "--offline", *extra]
+            "--workers", "0", "--offline", "--no-pictures", *extra]  # pictures: tests/viewer
 
 
 def served_args(url: str) -> list[str]:
