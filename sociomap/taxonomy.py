@@ -16,6 +16,27 @@ from typing import Literal
 
 from sociomap.errors import QueryError, QuerySpellingError
 
+#: The 82 socio-classes the paper names (Fig. 6d; ../shared/notes/socioreasoner.md section 1): each is a taxonomy
+#: class (tests/test_taxonomy.py).
+PAPER_CLASSES = (
+    "Home Appliance and Electronics Store", "Golf Course", "Agricultural and Sideline Products Market", "Temple",
+    "Scenic Spot", "Airport", "Disease Prevention", "Shopping Mall", "Park", "Square", "Zoo",
+    "Financial and Insurance Institution", "Community Center", "Library", "Soccer Field",
+    "Specialty Commercial Street", "Media Organization", "Cemetery", "Botanical Garden", "Art Gallery", "Factory",
+    "Industrial Park", "Home Furnishing and Building Materials Market", "Fitness Center",
+    "Business Office Building", "Church", "Entertainment Venue", "Comprehensive Gymnasium", "Basketball Arena",
+    "Public Security Police", "Industrial Building", "Company", "Sanatorium", "Archives", "Train Station",
+    "Memorial Hall", "Clothing, Shoes, Hats Store", "Parking Lot", "Government Agency", "Flower Market",
+    "Used Car Trading", "Logistics and Express Delivery", "Hotel", "Tennis Court", "School", "Car Dealership",
+    "Bank", "Science and Technology Museum", "Resort", "Long-distance Bus Station", "Toll Station",
+    "Residential Area", "Social Organization", "Clinic", "Theater", "Swimming Pool", "Procuratorate",
+    "Industrial and Commercial and Tax Authorities", "Picking Garden", "Service Area", "Concert Hall",
+    "Fire Department", "Traffic and Vehicle Management", "Exhibition and Convention Center",
+    "Training Institution", "Amusement Park", "Driving School", "Port and Dock", "Gas Station", "Badminton Court",
+    "Hospital", "Cinema", "Guesthouse", "Post Office", "Insurance Company", "Literary and Art Troupe",
+    "Cultural Palace", "Scientific Research Institution", "Museum", "Aquarium", "Court", "Water Sports Center",
+)
+
 QueryKind = Literal["function", "class", "name"]
 
 

@@ -27,33 +27,16 @@ import numpy as np
 from PIL import Image
 
 from sociomap.errors import InputError
+from sociomap.taxonomy import PAPER_CLASSES
 
 Task = Literal["name", "class", "function"]
 COLUMNS = ("id", "problem", "map_image", "sat_image", "mask_label")
 HF_DATASET = "vvangfaye/SocioSeg"
 _DOWNLOAD = f"hf download {HF_DATASET} --repo-type dataset --local-dir SocioSeg"
 
-# The socio-classes the paper names (Fig.1, 4, 6d; notes/socioreasoner.md §1). The taxonomy maps the ones it
-# knows to socio-functions; this list only lets a class query that the taxonomy lacks count as the class task.
-SOCIOSEG_CLASSES = (
-    "Home Appliance and Electronics Store", "Golf Course", "Agricultural and Sideline Products Market",
-    "Temple", "Scenic Spot", "Airport", "Disease Prevention", "Shopping Mall", "Park", "Square", "Zoo",
-    "Financial and Insurance Institution", "Community Center", "Library", "Soccer Field",
-    "Specialty Commercial Street", "Media Organization", "Cemetery", "Botanical Garden", "Art Gallery",
-    "Factory", "Industrial Park", "Home Furnishing and Building Materials Market", "Fitness Center",
-    "Business Office Building", "Church", "Entertainment Venue", "Comprehensive Gymnasium",
-    "Basketball Arena", "Public Security Police", "Industrial Building", "Company", "Sanatorium", "Archives",
-    "Train Station", "Memorial Hall", "Clothing, Shoes, Hats Store", "Parking Lot", "Government Agency",
-    "Flower Market", "Used Car Trading", "Logistics and Express Delivery", "Hotel", "Tennis Court", "School",
-    "Car Dealership", "Bank", "Science and Technology Museum", "Resort", "Long-distance Bus Station",
-    "Toll Station", "Residential Area", "Social Organization", "Clinic", "Theater", "Swimming Pool",
-    "Procuratorate", "Industrial and Commercial and Tax Authorities", "Picking Garden", "Service Area",
-    "Concert Hall", "Fire Department", "Traffic and Vehicle Management", "Exhibition and Convention Center",
-    "Training Institution", "Amusement Park", "Driving School", "Port and Dock", "Gas Station",
-    "Badminton Court", "Hospital", "Cinema", "Guesthouse", "Post Office", "Insurance Company",
-    "Literary and Art Troupe", "Cultural Palace", "Scientific Research Institution", "Museum", "Aquarium",
-    "Court", "Water Sports Center", "Others", "Gymnasium", "Playground", "Express Delivery",
-)
+# The SocioSeg data's class names: the paper's 82 (sociomap.taxonomy.PAPER_CLASSES) and a few more seen in its
+# question texts. This list only lets a class query that the taxonomy lacks count as the class task.
+SOCIOSEG_CLASSES = (*PAPER_CLASSES, "Others", "Gymnasium", "Playground", "Express Delivery")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from sociomap.evaluation.datasets import QueryInfo, Sample
 from sociomap.evaluation.failures import FAILURE_IOU, failure_mode
 from sociomap.evaluation.metrics import IOU_THRESHOLD, MIN_INSTANCE_PX, MaskScore, score_mask
 from sociomap.evaluation.report import write_atomic, write_report
+from sociomap.reasoning.confidence import result_confidence  # numpy only: no model stack at import
 
 if TYPE_CHECKING:  # the reasoning package imports torch; only annotations need it here
     from sociomap.evaluation.datasets import FolderDataset, ParquetDataset
@@ -185,8 +186,6 @@ def score_sample(sample: Sample, prediction: Prediction, threshold: float = IOU_
     if stage2.iou < FAILURE_IOU:
         pred = prediction.mask if sample.valid is None else prediction.mask & sample.valid
         mode, detail = failure_mode(pred, sample.mask, prediction.stage2_text, len(prediction.boxes))
-    from sociomap.reasoning.confidence import result_confidence
-
     return SampleRecord(sample.id, sample.query, sample.info, stage1, stage2, len(prediction.boxes),
                         int(np.count_nonzero(sample.mask)), mode, detail,
                         result_confidence(prediction.mask, prediction.coarse_mask, prediction.scores))

@@ -136,8 +136,8 @@ class PieceStore:
 
         attrs keys: query (required), query_kind (function/class/name), function, run_id, model,
         prompts (JSON text of the model's boxes and points in tile pixels), reasoning (a pointer to the
-        model's text, e.g. a cache-file path), confidence (0..1, of this tile's result). Several queries may share a layer (a socio-function):
-        their pieces are reconciled into one entity set.
+        model's text, e.g. a cache-file path), confidence (0..1, of this tile's result). Several queries
+        may share a layer (a socio-function): their pieces are reconciled into one entity set.
         """
         if not attrs.get("query"):
             raise InputError(f"PieceStore.add: attrs for layer {layer!r}, tile {tile} lack 'query'; pass the query text")

@@ -52,9 +52,7 @@ def check_output_folder(out: Path) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; pass --out a folder (it is created if missing)")
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
+    existing = _nearest_existing(out)
     try:
         probe = tempfile.mkdtemp(prefix=".sociomap-probe-", dir=existing)
     except OSError as exc:
@@ -164,13 +162,18 @@ def is_disk_full(exc: BaseException, folder: Path | None = None) -> bool:
     return folder is not None and _free_bytes(folder) < _FULL_BELOW
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent (where a folder to be created would live)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def _free_bytes(folder: Path) -> int:
     """Free bytes for an unprivileged writer on ``folder``'s file system (its nearest existing parent's)."""
-    folder = Path(folder)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
     try:
-        st = os.statvfs(folder)
+        st = os.statvfs(_nearest_existing(folder))
     except OSError:
         return _FULL_BELOW  # cannot tell: not full
     return st.f_bavail * st.f_frsize

@@ -18,6 +18,7 @@ import mercantile
 import numpy as np
 
 from sociomap.fingerprint import code_fingerprint, content_id
+from sociomap.reasoning.confidence import result_confidence  # numpy only: no model stack at import
 from sociomap.taxonomy import Query
 
 
@@ -80,8 +81,6 @@ class ReasonerSegmenter:
 
 
 def _reasoner_meta(result: object) -> dict:
-    from sociomap.reasoning.confidence import result_confidence
-
     return {
         "confidence": result_confidence(result.mask, result.coarse_mask, result.scores),
         "stage1_text": result.stage1_text,

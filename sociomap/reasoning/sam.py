@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import sys
 import types
 from collections.abc import Sequence
@@ -318,8 +319,6 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    import pickle
-
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's message is a page long; the first line says what it met

@@ -132,3 +132,12 @@ def test_bad_crs_is_a_usage_error_before_any_work(runner, utm_mosaic, tmp_path):
     result = runner.invoke(cli, ["run", str(utm_mosaic), "-c", "park", "-o", str(out), "--crs", "foo", *OSM_ARGS])
     assert result.exit_code == 2 and "--crs" in result.output
     assert not out.exists()
+
+
+def test_verbose_logs_reach_stderr_when_it_is_not_a_terminal(utm_mosaic, tmp_path):
+    """Under cron stderr is a file or a pipe: -v log lines must still be written beside the progress bar."""
+    proc = subprocess.run([sys.executable, "-m", "sociomap", "-v", "run", str(utm_mosaic), "-c", "park", "-o",
+                           str(tmp_path / "o"), *OSM_ARGS], capture_output=True, text=True, env=subprocess_env(),
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stage: tiles" in proc.stderr and "stage: published" in proc.stderr
